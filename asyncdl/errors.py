@@ -1,0 +1,168 @@
+"""The exception tree: every failure asyncdl reports is one of these.
+
+Foreign exceptions (aiohttp, OSError, pyarrow) are translated once, where they happen, with
+``raise ... from exc``; nothing above that boundary matches on message text. Only ``cli`` turns
+these into printed lines and exit codes.
+
+::
+
+    AsyncdlError
+    ├── ConfigError                 bad usage: missing credentials, invalid option values
+    ├── TransportError              the network failed before a usable answer arrived
+    │   ├── ConnectError            nothing listens / DNS / TLS handshake failed
+    │   ├── RequestTimeoutError     no answer or no bytes within the timeout
+    │   └── StreamInterruptedError  the body stopped before Content-Length was reached
+    ├── APIError                    the API answered with an error status (keeps AEP's code)
+    │   ├── AuthError               401/403: bad, expired or missing credentials
+    │   ├── NotFoundError           404: unknown dataset, batch or file
+    │   ├── RateLimitedError        429: too many requests (may carry Retry-After)
+    │   └── ServerError             5xx (may carry Retry-After)
+    ├── ProtocolError               the answer does not have the shape the API documents
+    │   └── RangeMismatchError      a 206 for another range than the one asked for
+    ├── UnsafeResponseError         the server tried something the client refuses
+    │   ├── ForeignOriginError      an href points to an origin credentials must not go to
+    │   └── UnsafeNameError         a file name that would escape the output directory
+    ├── VerificationError           downloaded bytes disagree with the listing or the Catalog
+    ├── StorageError                the local disk refused (full, read-only, permissions)
+    └── NoBatchError                the dataset has no batch matching the request
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AsyncdlError",
+    "AuthError",
+    "ConfigError",
+    "ConnectError",
+    "ForeignOriginError",
+    "NoBatchError",
+    "NotFoundError",
+    "ProtocolError",
+    "RangeMismatchError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ServerError",
+    "StorageError",
+    "StreamInterruptedError",
+    "TransportError",
+    "UnsafeNameError",
+    "UnsafeResponseError",
+    "VerificationError",
+]
+
+
+class AsyncdlError(Exception):
+    """Root of every error asyncdl raises on purpose."""
+
+
+class ConfigError(AsyncdlError):
+    """The user's input cannot work: a missing variable, a value out of range."""
+
+
+class TransportError(AsyncdlError):
+    """The network failed before a complete answer arrived."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ConnectError(TransportError):
+    """No connection could be made (refused, DNS, TLS)."""
+
+
+class RequestTimeoutError(TransportError):
+    """The server sent nothing for longer than the timeout allows."""
+
+
+class StreamInterruptedError(TransportError):
+    """The body ended early or the connection dropped mid-stream."""
+
+
+class APIError(AsyncdlError):
+    """The API answered with an error status.
+
+    ``code`` and ``reason`` come from AEP's body (gateway ``error_code``/``message`` or the
+    RFC 7807 ``title``/``detail``) when it has one.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        url: str,
+        code: str | None = None,
+        reason: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.status = status
+        self.url = url
+        self.code = code
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+        detail = f"HTTP {status}"
+        if code:
+            detail += f" [{code}]"
+        if reason:
+            detail += f": {reason}"
+        super().__init__(detail)
+
+
+class AuthError(APIError):
+    """401/403: the credentials were refused."""
+
+
+class NotFoundError(APIError):
+    """404: the dataset, batch or file does not exist."""
+
+
+class RateLimitedError(APIError):
+    """429: the API asks the client to slow down."""
+
+
+class ServerError(APIError):
+    """5xx: the server failed; usually worth another try."""
+
+
+class ProtocolError(AsyncdlError):
+    """An answer whose shape contradicts the API documentation."""
+
+
+class RangeMismatchError(ProtocolError):
+    """A partial answer that does not start where the client asked."""
+
+
+class UnsafeResponseError(AsyncdlError):
+    """The server asked for something the client refuses to do."""
+
+
+class ForeignOriginError(UnsafeResponseError):
+    """An href points outside the base URL's origin and the user did not allow that host."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"refusing to follow {url}: it is outside the API origin "
+            "(allow its host with --allow-host; credentials are never sent there)"
+        )
+        self.url = url
+
+
+class UnsafeNameError(UnsafeResponseError):
+    """A file name from the server that could write outside the output directory."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"refusing file name {name!r}: {why}")
+        self.name = name
+
+
+class VerificationError(AsyncdlError):
+    """Downloaded bytes disagree with what the listing or the Catalog promised."""
+
+
+class StorageError(AsyncdlError):
+    """The local disk refused a write: full, read-only or not permitted."""
+
+
+class NoBatchError(AsyncdlError):
+    """The dataset has no batch that matches the request."""

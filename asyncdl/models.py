@@ -1,0 +1,98 @@
+"""Plain values shared by every layer (and by the emulator): batches, files, parts, results.
+
+Nothing here does I/O. Sizes are bytes (int), times are seconds (float) unless a name says ``_ms``
+(Catalog timestamps are epoch milliseconds on the wire and stay that way).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "CATALOG_PATH",
+    "EXPORT_PATH",
+    "MARKER_NAMES",
+    "Batch",
+    "BatchMetrics",
+    "DataSetFile",
+    "Part",
+    "PartResult",
+    "PartStatus",
+]
+
+CATALOG_PATH = "/data/foundation/catalog"
+EXPORT_PATH = "/data/foundation/export"
+
+#: Zero-length bookkeeping files Spark leaves in every output directory; never data.
+MARKER_NAMES = frozenset({"_SUCCESS", "_committed", "_started"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchMetrics:
+    """What the Catalog claims about a batch's output; any field may be absent."""
+
+    output_byte_size: int | None = None
+    output_record_count: int | None = None
+    output_file_count: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Batch:
+    """One Catalog batch of a dataset."""
+
+    id: str
+    status: str
+    dataset_id: str | None = None
+    created_ms: int | None = None
+    metrics: BatchMetrics = BatchMetrics()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DataSetFile:
+    """One Data Access ``dataSetFileId`` of a batch: a directory of parts."""
+
+    id: str
+    href: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Part:
+    """One downloadable file of a batch, as the directory listing describes it.
+
+    ``relpath`` is where it goes below ``OUT/<batch_id>/``: the server's name, already checked to
+    be a single safe path component (or ``<dataSetFileId>/<name>`` when two directories of the
+    same batch hold the same name).
+    """
+
+    batch_id: str
+    dataset_file_id: str
+    name: str
+    relpath: str
+    size: int
+    href: str
+
+
+class PartStatus(enum.Enum):
+    """How a part ended in one run."""
+
+    DOWNLOADED = "downloaded"
+    SKIPPED = "skipped"  # already complete on disk: no request made
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartResult:
+    """The outcome of one part in one run."""
+
+    part: Part
+    status: PartStatus
+    fetched_bytes: int = 0  # bytes that crossed the network in this run
+    rows: int | None = None
+    sha256: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not PartStatus.FAILED

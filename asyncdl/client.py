@@ -1,0 +1,411 @@
+"""The HTTP boundary: the only module that imports the aiohttp client.
+
+It owns the one ``ClientSession`` of a run, the four AEP headers, the origin lock (credentials go
+only to the base URL's origin; other hosts must be allowed by name and never get credentials),
+401 → single-flight token refresh → one replay, and the translation of every aiohttp and HTTP
+failure into the ``asyncdl.errors`` tree. JSON reads are retried here with the run's policy;
+body streams are not (``fetch`` resumes them from the bytes already on disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import anyio
+
+from .auth import OAuthTokenProvider, StaticTokenProvider, TokenGrant, TokenProvider
+from .config import Credentials, DownloadSettings
+from .errors import (
+    APIError,
+    AsyncdlError,
+    AuthError,
+    ConnectError,
+    ForeignOriginError,
+    NotFoundError,
+    ProtocolError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
+    StreamInterruptedError,
+    TransportError,
+)
+from .retry import RetryPolicy, parse_retry_after
+
+__all__ = ["AEPClient", "ByteStream", "Origin", "RetryListener", "origin_of"]
+
+_MAX_ERROR_BODY = 64 * 1024
+_MAX_REDIRECTS = 5
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """scheme://host:port with the default port made explicit, so ``:443`` compares equal."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+def origin_of(url: str) -> Origin:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError as exc:
+        raise ProtocolError(f"invalid port in {url!r}") from exc
+    return Origin(scheme, host, port)
+
+
+class RetryListener:
+    """Told about every retry the client makes on its own (JSON reads)."""
+
+    def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        """Default: nothing."""
+
+
+def _translate(exc: BaseException, url: str) -> AsyncdlError:
+    """One aiohttp/asyncio failure → our tree. Order matters: subclasses first."""
+    if isinstance(exc, aiohttp.ClientConnectorError):  # includes certificate/SSL failures
+        return ConnectError(f"cannot connect to {origin_text(url)}: {exc.os_error}", url=url)
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return RequestTimeoutError(f"timed out waiting for {url}", url=url)
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return StreamInterruptedError(f"connection dropped while reading {url}", url=url)
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return StreamInterruptedError(f"connection error on {url}: {exc}", url=url)
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.InvalidURL):
+        return ProtocolError(f"malformed answer from {url}: {exc}")
+    return TransportError(f"HTTP client error on {url}: {type(exc).__name__}", url=url)
+
+
+def origin_text(url: str) -> str:
+    o = origin_of(url)
+    return f"{o.scheme}://{o.host}:{o.port}"
+
+
+class ByteStream:
+    """An open download response; iterate ``chunks()`` once."""
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str, read_chunk_bytes: int) -> None:
+        self._response = response
+        self._url = url
+        self._read_chunk_bytes = read_chunk_bytes
+        self.status = response.status
+        self.content_length = response.content_length
+        self.start = 0
+        self.total: int | None = None
+        if self.status == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            if match is None:
+                raise ProtocolError(f"206 without a usable Content-Range from {url}")
+            self.start = int(match.group(1))
+            if match.group(3) != "*":
+                self.total = int(match.group(3))
+        elif self.content_length is not None:
+            self.total = self.content_length
+        self.finished = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        reader = self._response.content
+        try:
+            while True:
+                chunk = await reader.read(self._read_chunk_bytes)
+                if not chunk:
+                    break
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _translate(exc, self._url) from exc
+        self.finished = True
+
+
+class AEPClient:
+    """One run's connection to AEP. Use as ``async with AEPClient(...) as client``."""
+
+    def __init__(
+        self,
+        *,
+        credentials: Credentials,
+        settings: DownloadSettings,
+        retry: RetryPolicy | None = None,
+        retry_listener: RetryListener | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._settings = settings
+        self._retry = retry or RetryPolicy(max_attempts=settings.max_attempts)
+        self._retry_listener = retry_listener or RetryListener()
+        self._origin = origin_of(settings.base_url)
+        self._session: aiohttp.ClientSession | None = None
+        self.tokens: TokenProvider
+        if credentials.access_token:
+            self.tokens = StaticTokenProvider(credentials.access_token)
+        else:
+            self.tokens = OAuthTokenProvider(self._request_grant)
+
+    @property
+    def base_url(self) -> str:
+        return self._settings.base_url
+
+    def api_url(self, path: str) -> str:
+        return self._settings.base_url + path
+
+    async def __aenter__(self) -> Self:
+        ssl_context = ssl.create_default_context()
+        if self._settings.ca_bundle is not None:
+            # Added to the system store, not instead of it: a corporate proxy CA plus the real one.
+            ssl_context.load_verify_locations(cafile=str(self._settings.ca_bundle))
+        connector = aiohttp.TCPConnector(
+            # Workers plus the producer's listing requests; more would only queue at the server.
+            limit=self._settings.concurrency + 1,
+            ssl=ssl_context,
+            ttl_dns_cache=300,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self._settings.connect_timeout_s,
+                sock_read=self._settings.read_timeout_s,
+            ),
+            # Large socket reads keep the per-chunk Python overhead small at high throughput.
+            read_bufsize=max(self._settings.read_chunk_bytes, 1 << 16),
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            with anyio.CancelScope(shield=True):
+                await self._session.close()
+            self._session = None
+
+    # -- credentials and origin lock -------------------------------------------------------
+
+    def _credential_target(self, url: str) -> bool:
+        """True when ``url`` may receive credentials; False for an allowed foreign host.
+
+        Raises ForeignOriginError for anything else.
+        """
+        origin = origin_of(url)
+        if origin == self._origin:
+            return True
+        if origin.host in self._settings.allowed_hosts and origin.scheme in _DEFAULT_PORTS:
+            return False
+        raise ForeignOriginError(url)
+
+    async def _auth_headers(self) -> dict[str, str]:
+        token = await self.tokens.token()
+        return {
+            "Authorization": f"Bearer {token}",
+            "x-api-key": self._credentials.api_key,
+            "x-gw-ims-org-id": self._credentials.org_id,
+            "x-sandbox-name": self._credentials.sandbox,
+        }
+
+    def _scrub(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        for secret in self._credentials.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+    ) -> aiohttp.ClientResponse:
+        """One request with credentials, manual redirects under the origin lock, 401 replay."""
+        assert self._session is not None, "use AEPClient as an async context manager"
+        refreshed = False
+        for _ in range(_MAX_REDIRECTS + 1):
+            send_credentials = self._credential_target(url)
+            request_headers = dict(headers or {})
+            if send_credentials:
+                request_headers.update(await self._auth_headers())
+            try:
+                response = await self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    headers=request_headers,
+                    json=json_body,
+                    allow_redirects=False,  # followed below, each hop through the origin lock
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise _translate(exc, url) from exc
+            if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                response.release()
+                url = urljoin(url, response.headers["Location"])
+                params = None  # the Location is complete
+                continue
+            if response.status < 400:
+                return response
+            error = await self._error_from(response, url)
+            if (
+                isinstance(error, AuthError)
+                and error.status == 401
+                and send_credentials
+                and self.tokens.can_refresh
+                and not refreshed
+            ):
+                refreshed = True
+                await self.tokens.refresh(request_headers["Authorization"].removeprefix("Bearer "))
+                continue
+            if isinstance(error, AuthError) and error.status == 401 and not self.tokens.can_refresh:
+                error.reason = (error.reason or "") + (
+                    " (AEP_ACCESS_TOKEN is a static token and cannot be refreshed; "
+                    "set AEP_CLIENT_ID and AEP_CLIENT_SECRET for automatic renewal)"
+                )
+                error.args = (f"HTTP 401 [{error.code}]: {error.reason}",)
+            raise error
+        raise ProtocolError(f"more than {_MAX_REDIRECTS} redirects from {url}")
+
+    async def _error_from(self, response: aiohttp.ClientResponse, url: str) -> APIError:
+        """Read AEP's error body (gateway, RFC 7807 or IMS shape) into the matching APIError."""
+        try:
+            raw = await response.content.read(_MAX_ERROR_BODY)
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        finally:
+            response.release()
+        code: str | None = None
+        reason: str | None = None
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            raw_code = body.get("error_code") or body.get("error") or body.get("type")
+            code = str(raw_code) if raw_code is not None else None
+            for key in ("message", "detail", "error_description", "title"):
+                value = body.get(key)
+                if isinstance(value, str) and value:
+                    reason = value
+                    break
+        elif raw and not raw.lstrip().startswith(b"<"):
+            reason = raw[:200].decode("utf-8", "replace").strip() or None
+        retry_after = parse_retry_after(
+            response.headers.get("Retry-After"), now_epoch_s=time.time()
+        )
+        status = response.status
+        cls: type[APIError] = APIError
+        if status in (401, 403):
+            cls = AuthError
+        elif status == 404:
+            cls = NotFoundError
+        elif status == 429:
+            cls = RateLimitedError
+        elif status >= 500:
+            cls = ServerError
+        return cls(
+            status=status,
+            url=url,
+            code=self._scrub(code),
+            reason=self._scrub(reason),
+            retry_after_s=retry_after,
+        )
+
+    async def get_json(self, url: str, *, params: Mapping[str, str] | None = None) -> Any:
+        """GET a JSON document, retrying transient failures with the run's policy."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._send("GET", url, params=params)
+                try:
+                    raw = await response.read()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise _translate(exc, url) from exc
+                finally:
+                    response.release()
+                try:
+                    return json.loads(raw)
+                except ValueError as exc:
+                    raise ProtocolError(f"{url} did not answer with JSON") from exc
+            except AsyncdlError as error:
+                delay = self._retry.delay_s(
+                    error, attempt=attempt, elapsed_s=time.monotonic() - started
+                )
+                if delay is None:
+                    raise
+                self._retry_listener.on_request_retry(url, attempt, error, delay)
+                await anyio.sleep(delay)
+
+    @asynccontextmanager
+    async def open_stream(self, url: str, *, offset: int = 0) -> AsyncIterator[ByteStream]:
+        """GET ``url``'s bytes from ``offset`` on (a Range request when offset > 0)."""
+        # identity: byte offsets must count the stored bytes, not a compressed encoding.
+        headers = {"Accept-Encoding": "identity"}
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-"
+        response = await self._send("GET", url, headers=headers)
+        stream: ByteStream | None = None
+        try:
+            stream = ByteStream(response, url, self._settings.read_chunk_bytes)
+            yield stream
+        finally:
+            if stream is not None and stream.finished:
+                response.release()
+            else:
+                response.close()  # unread bytes: the connection cannot be reused
+
+    # -- IMS --------------------------------------------------------------------------------
+
+    async def _request_grant(self) -> TokenGrant:
+        """POST client credentials to IMS; the answer never leaves this function unscrubbed."""
+        assert self._session is not None
+        creds = self._credentials
+        url = creds.ims_url + "/ims/token/v3"
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id or "",
+            "client_secret": creds.client_secret or "",
+            "scope": creds.scopes,
+        }
+        try:
+            response = await self._session.post(url, data=form, allow_redirects=False)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _translate(exc, url) from exc
+        if response.status >= 400:
+            error = await self._error_from(response, url)
+            if error.status in (400, 401, 403):
+                raise AuthError(status=error.status, url=url, code=error.code, reason=error.reason)
+            raise error
+        try:
+            body = await response.json(content_type=None)
+        except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+            raise ProtocolError(f"IMS at {url} did not answer with JSON") from exc
+        finally:
+            response.release()
+        try:
+            return TokenGrant(
+                access_token=str(body["access_token"]),
+                expires_in_s=float(body.get("expires_in", 86399)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"IMS at {url} answered without an access_token") from exc

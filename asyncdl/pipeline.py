@@ -1,0 +1,340 @@
+"""A whole run: pick batches, list them into a bounded stream, fetch with N workers, reconcile.
+
+The producer (this task) walks Catalog batches → batch files → directory pages and sends parts
+into a bounded anyio memory object stream; N workers, each with a clone of the receive side,
+fetch them concurrently. Back-pressure is by construction: when the workers are busy the producer
+waits, so neither the queue nor the listing is ever held whole, and downloads start with the
+first listing page. End of input is the producer closing its send side. The task group owns every
+task; a fatal error (disk, auth, listing) cancels the rest and leaves ``.part`` files for resume.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .client import AEPClient
+from .config import BatchSelection, Credentials, DownloadSettings
+from .errors import ConfigError, StorageError
+from .fetch import FetchOptions, fetch_part
+from .listing import Marker, Rejected, check_name, get_batch, iter_parts, latest_batches
+from .manifest import Manifest
+from .models import Batch, Part, PartResult, PartStatus
+from .progress import NullProgress, ProgressListener
+from .retry import RetryPolicy
+
+__all__ = [
+    "BatchReport",
+    "DownloadResult",
+    "Reconciliation",
+    "RejectedEntry",
+    "download",
+    "select_batches",
+]
+
+_MANIFEST_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RejectedEntry:
+    """A listing entry that was refused before any request (unsafe name)."""
+
+    batch_id: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reconciliation:
+    """A batch's downloaded totals against the Catalog's ``metrics``; ``None`` = not claimed."""
+
+    expected_bytes: int | None
+    actual_bytes: int
+    expected_rows: int | None
+    actual_rows: int | None
+    expected_files: int | None
+    actual_files: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            (self.expected_bytes is None or self.expected_bytes == self.actual_bytes)
+            and (
+                self.expected_rows is None
+                or self.actual_rows is None
+                or self.expected_rows == self.actual_rows
+            )
+            and (self.expected_files is None or self.expected_files == self.actual_files)
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchReport:
+    """Everything one batch came to in this run."""
+
+    batch: Batch
+    directory: Path
+    results: tuple[PartResult, ...]
+    markers: int
+    rejected: tuple[RejectedEntry, ...]
+    reconciliation: Reconciliation | None  # None when the run did not see the whole batch
+
+    @property
+    def failed(self) -> tuple[PartResult, ...]:
+        return tuple(r for r in self.results if not r.ok)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.failed
+            and not self.rejected
+            and (self.reconciliation is None or self.reconciliation.ok)
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadResult:
+    """The outcome of ``download``: per-batch reports plus run totals."""
+
+    batches: tuple[BatchReport, ...]
+    elapsed_s: float
+
+    @property
+    def results(self) -> tuple[PartResult, ...]:
+        return tuple(r for b in self.batches for r in b.results)
+
+    @property
+    def failed(self) -> tuple[PartResult, ...]:
+        return tuple(r for r in self.results if not r.ok)
+
+    @property
+    def rejected(self) -> tuple[RejectedEntry, ...]:
+        return tuple(e for b in self.batches for e in b.rejected)
+
+    @property
+    def downloaded(self) -> int:
+        return sum(1 for r in self.results if r.status is PartStatus.DOWNLOADED)
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for r in self.results if r.status is PartStatus.SKIPPED)
+
+    @property
+    def markers(self) -> int:
+        return sum(b.markers for b in self.batches)
+
+    @property
+    def fetched_bytes(self) -> int:
+        return sum(r.fetched_bytes for r in self.results)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(r.part.size for r in self.results if r.ok)
+
+    @property
+    def ok(self) -> bool:
+        return all(b.ok for b in self.batches)
+
+
+@dataclass(eq=False)
+class _BatchState:
+    """Mutable bookkeeping of one batch while the run is in flight."""
+
+    batch: Batch
+    directory: Path
+    manifest: Manifest
+    complete_listing: bool = True
+    results: list[PartResult] = field(default_factory=list)
+    markers: int = 0
+    rejected: list[RejectedEntry] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)  # part name → dataSetFileId holding it
+    save_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    saved_at: float = 0.0
+
+    def place(self, part: Part) -> Part | None:
+        """Give ``part`` a unique relpath in the batch; ``None`` for a repeated listing entry."""
+        holder = self.seen.get(part.name)
+        if holder is None:
+            self.seen[part.name] = part.dataset_file_id
+            return part
+        if holder == part.dataset_file_id:
+            return None  # the same entry listed twice (overlapping pages): fetch it once
+        sub = check_name(part.dataset_file_id)
+        return Part(
+            batch_id=part.batch_id,
+            dataset_file_id=part.dataset_file_id,
+            name=part.name,
+            relpath=f"{sub}/{part.name}",
+            size=part.size,
+            href=part.href,
+        )
+
+    async def save(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.saved_at < _MANIFEST_INTERVAL_S:
+            return
+        async with self.save_lock:
+            self.saved_at = now
+            await self.manifest.save()
+
+    def report(self) -> BatchReport:
+        results = tuple(sorted(self.results, key=lambda r: r.part.relpath))
+        reconciliation = None
+        if self.complete_listing and not self.rejected and all(r.ok for r in results):
+            rows = [r.rows for r in results]
+            metrics = self.batch.metrics
+            reconciliation = Reconciliation(
+                expected_bytes=metrics.output_byte_size,
+                actual_bytes=sum(r.part.size for r in results),
+                expected_rows=metrics.output_record_count,
+                actual_rows=None if None in rows else sum(r or 0 for r in rows),
+                expected_files=metrics.output_file_count,
+                actual_files=len(results),
+            )
+            self.manifest.extra["reconciliation"] = {
+                "ok": reconciliation.ok,
+                "bytes": reconciliation.actual_bytes,
+                "rows": reconciliation.actual_rows,
+                "files": reconciliation.actual_files,
+            }
+        return BatchReport(
+            batch=self.batch,
+            directory=self.directory,
+            results=results,
+            markers=self.markers,
+            rejected=tuple(self.rejected),
+            reconciliation=reconciliation,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Job:
+    part: Part
+    state: _BatchState
+
+
+async def select_batches(
+    client: AEPClient, dataset_id: str | None, selection: BatchSelection
+) -> list[Batch]:
+    """The batches a run covers: named ones, or the newest successful ones of the dataset."""
+    if selection.batch_ids:
+        return [await get_batch(client, batch_id) for batch_id in selection.batch_ids]
+    if dataset_id is None:
+        raise ConfigError("a dataset id or at least one --batch is required")
+    return await latest_batches(client, dataset_id, count=selection.latest)
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".asyncdl-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StorageError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+
+
+def _wanted(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
+        return False
+    return not include or any(fnmatch.fnmatchcase(name, pattern) for pattern in include)
+
+
+async def download(
+    dataset_id: str | None,
+    *,
+    credentials: Credentials,
+    settings: DownloadSettings | None = None,
+    selection: BatchSelection | None = None,
+    listener: ProgressListener | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> DownloadResult:
+    """Download the selected batches of ``dataset_id`` into ``settings.out_dir/<batch id>/``.
+
+    Part-level failures are in the result; raises only for what ends a run early (bad
+    configuration, authentication, an unreachable API, a failed listing, a full disk).
+    """
+    settings = settings or DownloadSettings()
+    selection = selection or BatchSelection()
+    listener = listener or NullProgress()
+    started = time.monotonic()
+    policy = RetryPolicy(max_attempts=settings.max_attempts, deadline_s=settings.part_timeout_s)
+    options = FetchOptions(
+        policy=policy,
+        write_buffer_bytes=settings.write_buffer_bytes,
+        verify_parquet=settings.verify_parquet,
+    )
+    await anyio.to_thread.run_sync(_prepare_out_dir, settings.out_dir)
+    states: list[_BatchState] = []
+    async with AEPClient(credentials=credentials, settings=settings, retry=policy) as client:
+        batches = await select_batches(client, dataset_id, selection)
+        send, receive = anyio.create_memory_object_stream[_Job](2 * settings.concurrency)
+
+        async def worker(jobs: MemoryObjectReceiveStream[_Job]) -> None:
+            async with jobs:
+                async for job in jobs:
+                    known = job.state.manifest.entries.get(job.part.relpath)
+                    result = await fetch_part(
+                        client,
+                        job.part,
+                        batch_dir=job.state.directory,
+                        options=options,
+                        listener=listener,
+                        known=known,
+                    )
+                    job.state.results.append(result)
+                    job.state.manifest.record(result)
+                    listener.on_done(result)
+                    await job.state.save()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(settings.concurrency):
+                    tg.start_soon(worker, receive.clone())
+                receive.close()
+                async with send:
+                    for batch in batches:
+                        state = await _open_batch(batch, settings.out_dir)
+                        states.append(state)
+                        state.complete_listing = not include and not exclude
+                        listener.on_batch(batch)
+                        async for entry in iter_parts(client, batch.id):
+                            if isinstance(entry, Marker):
+                                state.markers += 1
+                            elif isinstance(entry, Rejected):
+                                state.rejected.append(
+                                    RejectedEntry(
+                                        batch_id=batch.id, name=entry.name, reason=str(entry.error)
+                                    )
+                                )
+                            elif _wanted(entry.name, include, exclude):
+                                placed = state.place(entry)
+                                if placed is not None:
+                                    listener.on_queued(placed)
+                                    await send.send(_Job(part=placed, state=state))
+        finally:
+            with anyio.CancelScope(shield=True):
+                for state in states:
+                    state.report()  # fills the manifest's reconciliation block
+                    await state.save(force=True)
+    return DownloadResult(
+        batches=tuple(s.report() for s in states), elapsed_s=time.monotonic() - started
+    )
+
+
+async def _open_batch(batch: Batch, out_dir: Path) -> _BatchState:
+    check_name(batch.id)  # a batch id from the server becomes a directory name
+    directory = out_dir / batch.id
+    try:
+        await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+    manifest = await anyio.to_thread.run_sync(Manifest.load, directory, batch)
+    return _BatchState(batch=batch, directory=directory, manifest=manifest)

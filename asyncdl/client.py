@@ -264,7 +264,7 @@ class AEPClient:
                 continue
             if response.status < 400:
                 return response
-            error = await self._error_from(response, url)
+            error = await self._error_from(response, url, credentialed=send_credentials)
             if (
                 isinstance(error, AuthError)
                 and error.status == 401
@@ -284,8 +284,14 @@ class AEPClient:
             raise error
         raise ProtocolError(f"more than {_MAX_REDIRECTS} redirects from {url}")
 
-    async def _error_from(self, response: aiohttp.ClientResponse, url: str) -> APIError:
-        """Read AEP's error body (gateway, RFC 7807 or IMS shape) into the matching APIError."""
+    async def _error_from(
+        self, response: aiohttp.ClientResponse, url: str, *, credentialed: bool = True
+    ) -> APIError:
+        """Read AEP's error body (gateway, RFC 7807 or IMS shape) into the matching APIError.
+
+        A 401/403 from a host we sent no credentials to is that host's refusal, not a problem
+        with the user's credentials: it stays a plain APIError (a part failure, not fatal).
+        """
         try:
             raw = await response.content.read(_MAX_ERROR_BODY)
         except (aiohttp.ClientError, TimeoutError):
@@ -313,7 +319,7 @@ class AEPClient:
         )
         status = response.status
         cls: type[APIError] = APIError
-        if status in (401, 403):
+        if status in (401, 403) and credentialed:
             cls = AuthError
         elif status == 404:
             cls = NotFoundError

@@ -122,6 +122,8 @@ class DownloadSettings:
     out_dir: Path = Path("scores")
     concurrency: int = 8
     max_attempts: int = 8
+    backoff_base_s: float = 0.5  # first retry waits up to this (full jitter), doubling to the max
+    backoff_max_s: float = 30.0
     part_timeout_s: float = 1800.0  # one part, all attempts and waits included
     read_timeout_s: float = 60.0  # silence on a socket; AEP finishes every answer within 60 s
     connect_timeout_s: float = 30.0

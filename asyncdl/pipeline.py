@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .client import AEPClient
 from .config import BatchSelection, Credentials, DownloadSettings
-from .errors import ConfigError, StorageError
+from .errors import AsyncdlError, ConfigError, StorageError
 from .fetch import FetchOptions, fetch_part
 from .listing import Marker, Rejected, check_name, get_batch, iter_parts, latest_batches
 from .manifest import Manifest
@@ -265,7 +266,12 @@ async def download(
     selection = selection or BatchSelection()
     listener = listener or NullProgress()
     started = time.monotonic()
-    policy = RetryPolicy(max_attempts=settings.max_attempts, deadline_s=settings.part_timeout_s)
+    policy = RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_delay_s=settings.backoff_base_s,
+        max_delay_s=settings.backoff_max_s,
+        deadline_s=settings.part_timeout_s,
+    )
     options = FetchOptions(
         policy=policy,
         write_buffer_bytes=settings.write_buffer_bytes,
@@ -295,7 +301,7 @@ async def download(
                     await job.state.save()
 
         try:
-            async with anyio.create_task_group() as tg:
+            async with _single_error(), anyio.create_task_group() as tg:
                 for _ in range(settings.concurrency):
                     tg.start_soon(worker, receive.clone())
                 receive.close()
@@ -327,6 +333,38 @@ async def download(
     return DownloadResult(
         batches=tuple(s.report() for s in states), elapsed_s=time.monotonic() - started
     )
+
+
+@asynccontextmanager
+async def _single_error() -> AsyncIterator[None]:
+    """Surface the error that ended a task group as itself, not as an ExceptionGroup.
+
+    Workers and the producer fail for one reason at a time (a full disk, refused credentials, a
+    listing that cannot be read); callers and the CLI handle that error, not a group of it
+    and the cancellations it caused.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        primary: BaseException | None = next(
+            (e for e in leaves if isinstance(e, AsyncdlError)), None
+        )
+        if primary is None:  # KeyboardInterrupt and friends pass through as themselves
+            primary = next((e for e in leaves if not isinstance(e, Exception)), None)
+        if primary is None:
+            raise
+        raise primary from None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaves(exc))
+        else:
+            leaves.append(exc)
+    return leaves
 
 
 async def _open_batch(batch: Batch, out_dir: Path) -> _BatchState:

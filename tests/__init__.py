@@ -1,0 +1,1 @@
+"""asyncdl tests; a package so test modules can share helpers by import."""

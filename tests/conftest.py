@@ -1,0 +1,65 @@
+"""Shared fixtures: the emulator in-process on 127.0.0.1 port 0, and credentials it accepts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio.from_thread
+import pytest
+
+from asyncdl.config import Credentials, DownloadSettings
+from asyncdl.emulator import DatasetSpec, Emulator, EmulatorConfig, running_emulator
+
+EmulatorFactory = Callable[..., EmulatorConfig]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def part_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated parquet parts are shared by the whole session (generation is the slow part)."""
+    return tmp_path_factory.mktemp("emulator-cache")
+
+
+@pytest.fixture
+def emulator_config(part_cache: Path) -> EmulatorFactory:
+    """Build an EmulatorConfig on the session cache; keyword overrides go to the config,
+    ``dataset=`` overrides go to the default dataset."""
+
+    def build(*, dataset: dict[str, Any] | None = None, **overrides: Any) -> EmulatorConfig:
+        spec = dataclasses.replace(DatasetSpec(), **(dataset or {}))
+        fields: dict[str, Any] = {"cache_dir": part_cache, "datasets": (spec,), "page_size": 3}
+        fields.update(overrides)
+        return EmulatorConfig(**fields)
+
+    return build
+
+
+def credentials_for(emu: Emulator) -> Credentials:
+    config = emu.config
+    return Credentials(
+        api_key=config.api_key, org_id=config.org_id, access_token=config.static_tokens[0]
+    )
+
+
+def settings_for(emu: Emulator, out_dir: Path, **overrides: Any) -> DownloadSettings:
+    fields: dict[str, Any] = {"base_url": emu.base_url, "out_dir": out_dir, "concurrency": 4}
+    fields.update(overrides)
+    return DownloadSettings(**fields)
+
+
+@contextmanager
+def threaded_emulator(config: EmulatorConfig) -> Iterator[Emulator]:
+    """The emulator on its own event loop in a thread, for code that runs its own loop (the CLI)."""
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(running_emulator(config)) as emu,
+    ):
+        yield emu

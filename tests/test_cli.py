@@ -1,0 +1,141 @@
+"""The command line through typer's CliRunner: the happy path and every bad input, no traceback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asyncdl.cli import app, parse_size
+from asyncdl.emulator import Emulator
+from tests.conftest import EmulatorFactory, threaded_emulator
+
+DATASET = "5cd9146b31dae914b75f654f"
+EMPTY_DATASET = "5cd9146b31dae914b75f0000"
+
+
+def env_for(emu: Emulator, **overrides: str) -> dict[str, str]:
+    env = {
+        "AEP_BASE_URL": emu.base_url,
+        "AEP_ACCESS_TOKEN": emu.config.static_tokens[0],
+        "AEP_API_KEY": emu.config.api_key,
+        "AEP_ORG_ID": emu.config.org_id,
+        "AEP_SANDBOX": "prod",
+        "AEP_CLIENT_ID": "",
+        "AEP_CLIENT_SECRET": "",
+    }
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def emu(emulator_config: EmulatorFactory) -> Iterator[Emulator]:
+    with threaded_emulator(emulator_config()) as running:
+        yield running
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_download_newest_batch(emu: Emulator, tmp_path: Path) -> None:
+    code, stdout, stderr = run(["download", DATASET, "--out", str(tmp_path)], env_for(emu))
+    assert code == 0, stderr
+    newest = emu.batches_for(DATASET)[0]
+    for truth_file in newest.files:
+        for part in truth_file.parts:
+            assert (tmp_path / newest.id / part.name).read_bytes() == part.path.read_bytes()
+    assert "matches the Catalog's metrics" in stdout
+    assert "_SUCCESS markers skipped" in stdout
+    assert "MB/s" in stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_concurrency_must_be_positive(emu: Emulator, tmp_path: Path, value: str) -> None:
+    code, _, stderr = run(["download", DATASET, "-j", value, "--out", str(tmp_path)], env_for(emu))
+    assert code == 2
+    assert "concurrency must be at least 1" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_missing_credentials_are_named(emu: Emulator, tmp_path: Path) -> None:
+    env = env_for(emu, AEP_ACCESS_TOKEN="", AEP_API_KEY="", AEP_ORG_ID="")
+    code, _, stderr = run(["download", DATASET, "--out", str(tmp_path)], env)
+    assert code == 2
+    for name in ("AEP_ACCESS_TOKEN", "AEP_API_KEY", "AEP_ORG_ID"):
+        assert name in stderr
+
+
+def test_invalid_token_shows_aep_reason_not_the_token(emu: Emulator, tmp_path: Path) -> None:
+    secret = "not-a-valid-token-123456"
+    env = env_for(emu, AEP_ACCESS_TOKEN=secret)
+    code, stdout, stderr = run(["download", DATASET, "--out", str(tmp_path)], env)
+    assert code == 3
+    assert "401013" in stderr
+    assert "Oauth token is not valid" in stderr
+    assert "cannot be refreshed" in stderr
+    assert secret not in stderr + stdout
+
+
+def test_invalid_api_key_is_a_403(emu: Emulator, tmp_path: Path) -> None:
+    code, _, stderr = run(
+        ["download", DATASET, "--out", str(tmp_path)], env_for(emu, AEP_API_KEY="wrong")
+    )
+    assert code == 3
+    assert "403003" in stderr
+
+
+def test_unknown_dataset(emu: Emulator, tmp_path: Path) -> None:
+    code, _, stderr = run(["download", "nope", "--out", str(tmp_path)], env_for(emu))
+    assert code == 1
+    assert "dataset nope not found" in stderr
+
+
+def test_dataset_without_successful_batch(emu: Emulator, tmp_path: Path) -> None:
+    code, _, stderr = run(["download", EMPTY_DATASET, "--out", str(tmp_path)], env_for(emu))
+    assert code == 1
+    assert "no successful batch" in stderr
+
+
+def test_unreachable_base_url(emu: Emulator, tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["download", DATASET, "--out", str(tmp_path), "--retries", "1"]
+    code, _, stderr = run([*args, "--base-url", f"http://127.0.0.1:{port}"], env_for(emu))
+    assert code == 1
+    assert "cannot connect" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_unwritable_out_dir(emu: Emulator, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, _, stderr = run(["download", DATASET, "--out", str(blocker / "sub")], env_for(emu))
+    assert code == 1
+    assert "cannot write" in stderr
+
+
+def test_dataset_or_batch_is_required(emu: Emulator) -> None:
+    code, _, stderr = run(["download"], env_for(emu))
+    assert code == 2
+    assert "DATASET_ID" in stderr
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("asyncdl ")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("16M", 16_000_000), ("512Ki", 524_288), ("1000", 1000), ("20MB/s", 20_000_000)],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected

@@ -363,12 +363,17 @@ class AEPClient:
                 await anyio.sleep(delay)
 
     @asynccontextmanager
-    async def open_stream(self, url: str, *, offset: int = 0) -> AsyncIterator[ByteStream]:
-        """GET ``url``'s bytes from ``offset`` on (a Range request when offset > 0)."""
+    async def open_stream(
+        self, url: str, *, offset: int = 0, end: int | None = None
+    ) -> AsyncIterator[ByteStream]:
+        """GET ``url``'s bytes from ``offset`` to ``end`` (inclusive; None: to the end).
+
+        A Range header is sent when the request is not for the whole body.
+        """
         # identity: byte offsets must count the stored bytes, not a compressed encoding.
         headers = {"Accept-Encoding": "identity"}
-        if offset > 0:
-            headers["Range"] = f"bytes={offset}-"
+        if offset > 0 or end is not None:
+            headers["Range"] = f"bytes={offset}-{'' if end is None else end}"
         response = await self._send("GET", url, headers=headers)
         stream: ByteStream | None = None
         try:

@@ -132,9 +132,15 @@ class DownloadSettings:
     read_chunk_bytes: int = MiB
     write_buffer_bytes: int = MiB
     verify_parquet: bool = True
+    # Parts this big are fetched as concurrent ranged segments (None: never).
+    segment_threshold_bytes: int | None = 64 * MiB
+    segment_bytes: int = 32 * MiB
+    adaptive: bool = True  # shrink concurrency on 429, grow it back on success (AIMD)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", _check_url(self.base_url, "the base URL"))
+        if self.segment_bytes < MiB:
+            raise ConfigError(f"--segment-size must be at least 1 MiB, got {self.segment_bytes}")
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {self.concurrency}")
         if self.max_attempts < 1:

@@ -24,11 +24,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .client import AEPClient
+from .concurrency import StreamSlots, single_error
 from .errors import (
     AsyncdlError,
     AuthError,
     ForeignOriginError,
     RangeMismatchError,
+    RateLimitedError,
     StorageError,
     StreamInterruptedError,
     VerificationError,
@@ -37,6 +39,7 @@ from .manifest import ManifestEntry
 from .models import Part, PartResult, PartStatus
 from .progress import ProgressListener
 from .retry import RetryPolicy
+from .segments import Segment, SegmentPlan
 
 if TYPE_CHECKING:
     from aiofiles.threadpool.binary import AsyncBufferedIOBase
@@ -44,15 +47,23 @@ if TYPE_CHECKING:
 __all__ = ["FetchOptions", "fetch_part", "part_paths"]
 
 _HASH_BLOCK = 1 << 20
+_UNLIMITED = 1 << 16
+_SEGMENT_RECORD_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
 class FetchOptions:
-    """How one part is fetched; shared by every worker of a run."""
+    """How one part is fetched; shared by every worker of a run.
+
+    Parts of at least ``segment_threshold_bytes`` are fetched as ranged segments of
+    ``segment_bytes`` each (None: never), so no single response runs anywhere near AEP's 60 s.
+    """
 
     policy: RetryPolicy
     write_buffer_bytes: int = 1 << 20
     verify_parquet: bool = True
+    segment_threshold_bytes: int | None = 64 << 20
+    segment_bytes: int = 32 << 20
 
 
 def part_paths(batch_dir: Path, part: Part) -> tuple[Path, Path]:
@@ -203,21 +214,43 @@ async def fetch_part(
     batch_dir: Path,
     options: FetchOptions,
     listener: ProgressListener,
+    slots: StreamSlots | None = None,
     known: ManifestEntry | None = None,
 ) -> PartResult:
     """Bring one part to ``batch_dir``; never raises for a part-level failure.
 
     Raises only what must end the whole run: StorageError (disk full/unwritable) and AuthError
-    (every other part would fail the same way).
+    (every other part would fail the same way). ``slots`` bounds the streams open at once across
+    the run (each segment of a big part takes one).
     """
     final, temp = part_paths(batch_dir, part)
     if _size(final) == part.size:
         skipped = await _skip(part, final, known, options)
         if skipped is not None:
             return skipped
-
     if final.parent != batch_dir:  # a relpath with a dataSetFileId prefix (duplicate names)
         await anyio.Path(final.parent).mkdir(parents=True, exist_ok=True)
+    slots = slots or StreamSlots(_UNLIMITED, adaptive=False)
+    threshold = options.segment_threshold_bytes
+    if threshold is not None and part.size >= threshold and part.size > options.segment_bytes:
+        segmented = await _fetch_segmented(client, part, final, temp, options, listener, slots)
+        if segmented is not None:
+            return segmented
+        # None: the server ignores Range (or the assembled file failed verification): one
+        # stream from the start is the only way left.
+    return await _fetch_whole(client, part, final, temp, options, listener, slots)
+
+
+async def _fetch_whole(
+    client: AEPClient,
+    part: Part,
+    final: Path,
+    temp: Path,
+    options: FetchOptions,
+    listener: ProgressListener,
+    slots: StreamSlots,
+) -> PartResult:
+    """One stream per attempt, each continuing where the bytes on disk end."""
     started = time.monotonic()
     writer = _PartWriter(part, temp, listener, options.write_buffer_bytes)
     await writer.resume()
@@ -227,9 +260,15 @@ async def fetch_part(
         try:
             remaining = options.policy.deadline_s - (time.monotonic() - started)
             with anyio.move_on_after(remaining) as scope:
-                rows = await _attempt(client, writer, final, options)
+                if writer.offset < part.size:
+                    async with slots:
+                        await writer.stream_from(client)
+                    slots.on_success()
+                elif part.size == 0:
+                    await writer.rewind()  # creates the empty .part
+                rows = await _verify_and_rename(part, temp, final, options)
             if scope.cancelled_caught:
-                return _failed(part, writer, attempts, "per-part deadline exceeded")
+                return _failed(part, writer.fetched, attempts, "per-part deadline exceeded")
             return PartResult(
                 part=part,
                 status=PartStatus.DOWNLOADED,
@@ -241,33 +280,244 @@ async def fetch_part(
         except (StorageError, AuthError):
             raise
         except AsyncdlError as error:
+            if isinstance(error, RateLimitedError):
+                slots.on_throttled()
             if isinstance(error, VerificationError):
                 await writer.rewind()  # wrong bytes on disk: no prefix of them can be trusted
             delay = options.policy.delay_s(
                 error, attempt=attempts, elapsed_s=time.monotonic() - started
             )
             if delay is None:
-                return _failed(part, writer, attempts, _describe(error))
+                return _failed(part, writer.fetched, attempts, _describe(error))
             listener.on_retry(part, attempts, error, delay)
             await anyio.sleep(delay)
 
 
-async def _attempt(
-    client: AEPClient, writer: _PartWriter, final: Path, options: FetchOptions
+async def _verify_and_rename(
+    part: Part, temp: Path, final: Path, options: FetchOptions
 ) -> int | None:
-    part = writer.part
-    if writer.offset < part.size:
-        await writer.stream_from(client)
-    elif part.size == 0:
-        await writer.rewind()  # creates the empty .part
+    """The last step: the footer must read back before the file gets its real name."""
     rows: int | None = None
     if options.verify_parquet and _is_parquet(part.name) and part.size > 0:
-        rows = await anyio.to_thread.run_sync(_parquet_rows, writer.temp, part.name)
+        rows = await anyio.to_thread.run_sync(_parquet_rows, temp, part.name)
     try:
-        await anyio.to_thread.run_sync(os.replace, writer.temp, final)
+        await anyio.to_thread.run_sync(os.replace, temp, final)
     except OSError as exc:
         raise _storage_error(exc, final) from exc
     return rows
+
+
+class _RangeUnsupportedError(AsyncdlError):
+    """A segment request was answered with the whole body: segments cannot work here."""
+
+
+class _SegmentFailedError(AsyncdlError):
+    """A segment ran out of attempts; carries the reason to the part's result."""
+
+    def __init__(self, error: AsyncdlError) -> None:
+        super().__init__(_describe(error))
+
+
+def _preallocate(temp: Path, size: int, keep: int) -> None:
+    """Make ``temp`` exactly ``size`` bytes (sparse), keeping its first ``keep`` bytes."""
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    with temp.open("r+b" if keep else "wb") as fh:
+        fh.truncate(size)
+
+
+class _SegmentedRun:
+    """One part fetched as concurrent ranged segments written in place."""
+
+    def __init__(
+        self,
+        client: AEPClient,
+        part: Part,
+        temp: Path,
+        plan: SegmentPlan,
+        options: FetchOptions,
+        listener: ProgressListener,
+        slots: StreamSlots,
+    ) -> None:
+        self.client = client
+        self.part = part
+        self.temp = temp
+        self.plan = plan
+        self.options = options
+        self.listener = listener
+        self.slots = slots
+        self.started = time.monotonic()
+        self.attempts = 0
+        self.fetched = 0
+        self.saved_at = 0.0
+        self.save_lock = anyio.Lock()
+
+    async def save(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.saved_at < _SEGMENT_RECORD_INTERVAL_S:
+            return
+        async with self.save_lock:
+            self.saved_at = now
+            try:
+                await anyio.to_thread.run_sync(self.plan.save)
+            except OSError as exc:
+                raise _storage_error(exc, self.plan.record) from exc
+
+    async def run_segment(self, segment: Segment) -> None:
+        attempts = 0
+        while True:
+            attempts += 1
+            self.attempts += 1
+            try:
+                async with self.slots:
+                    await self._stream(segment)
+                self.slots.on_success()
+                return
+            except (StorageError, AuthError, _RangeUnsupportedError):
+                raise
+            except AsyncdlError as error:
+                if isinstance(error, RateLimitedError):
+                    self.slots.on_throttled()
+                delay = self.options.policy.delay_s(
+                    error, attempt=attempts, elapsed_s=time.monotonic() - self.started
+                )
+                if delay is None:
+                    raise _SegmentFailedError(error) from error
+                self.listener.on_retry(self.part, self.attempts, error, delay)
+                await anyio.sleep(delay)
+
+    async def _stream(self, segment: Segment) -> None:
+        offset = segment.next_offset
+        async with self.client.open_stream(self.part.href, offset=offset, end=segment.end - 1) as (
+            stream
+        ):
+            if stream.status == 200:
+                raise _RangeUnsupportedError(f"{self.part.name}: the server ignores Range")
+            if stream.start != offset:
+                raise RangeMismatchError(
+                    f"{self.part.name}: asked for bytes from {offset}, got {stream.start}"
+                )
+            try:
+                fh = await aiofiles.open(self.temp, "r+b")
+                await fh.seek(offset)
+            except OSError as exc:
+                raise _storage_error(exc, self.temp) from exc
+            pending = bytearray()
+            try:
+                async for chunk in stream.chunks():
+                    # The range served may be longer than asked: keep what this segment needs.
+                    room = segment.end - segment.next_offset - len(pending)
+                    pending += chunk[:room] if len(chunk) > room else chunk
+                    if len(pending) >= self.options.write_buffer_bytes:
+                        await self._flush(fh, segment, pending)
+                        pending = bytearray()
+                    if len(chunk) >= room:
+                        break
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        if pending:
+                            await self._flush(fh, segment, pending)
+                    finally:
+                        await fh.close()
+        if not segment.complete:
+            raise StreamInterruptedError(
+                f"{self.part.name}: segment ended at {segment.next_offset} of {segment.end}",
+                url=self.part.href,
+            )
+
+    async def _flush(self, fh: AsyncBufferedIOBase, segment: Segment, data: bytearray) -> None:
+        try:
+            await fh.write(data)
+        except OSError as exc:
+            raise _storage_error(exc, self.temp) from exc
+        # Counted only after the write: the record never claims bytes that are not on disk.
+        segment.done += len(data)
+        self.fetched += len(data)
+        self.listener.on_bytes(self.part, len(data))
+        await self.save()
+
+
+async def _fetch_segmented(
+    client: AEPClient,
+    part: Part,
+    final: Path,
+    temp: Path,
+    options: FetchOptions,
+    listener: ProgressListener,
+    slots: StreamSlots,
+) -> PartResult | None:
+    """Several ranged streams at once into one preallocated ``.part``; ``None`` to fall back."""
+    record = temp.with_name(temp.name + ".segments")
+    plan = await anyio.to_thread.run_sync(
+        lambda: SegmentPlan.load(size=part.size, segment_bytes=options.segment_bytes, record=record)
+    )
+    on_disk = _size(temp) or 0
+    if plan is None or on_disk != part.size:
+        prefix = on_disk if on_disk <= part.size and plan is None else 0
+        plan = SegmentPlan.fresh(
+            size=part.size, segment_bytes=options.segment_bytes, record=record, prefix=prefix
+        )
+        try:
+            await anyio.to_thread.run_sync(_preallocate, temp, part.size, prefix)
+        except OSError as exc:
+            raise _storage_error(exc, temp) from exc
+    run = _SegmentedRun(client, part, temp, plan, options, listener, slots)
+    await run.save(force=True)
+    listener.on_bytes(part, plan.done)
+    range_unsupported = False
+    try:
+        with anyio.move_on_after(options.policy.deadline_s) as scope:
+            async with single_error(), anyio.create_task_group() as tg:
+                for segment in plan.segments:
+                    if not segment.complete:
+                        tg.start_soon(run.run_segment, segment)
+        if scope.cancelled_caught:
+            return _failed(part, run.fetched, run.attempts, "per-part deadline exceeded")
+    except _SegmentFailedError as failure:
+        return _failed(part, run.fetched, run.attempts, str(failure))
+    except _RangeUnsupportedError:
+        range_unsupported = True
+    finally:
+        if not range_unsupported and not all(s.complete for s in plan.segments):
+            with anyio.CancelScope(shield=True):
+                await run.save(force=True)  # what did arrive is kept for the next attempt
+    if range_unsupported:
+        await _abandon(run)
+        return None
+    try:
+        # Segments arrive out of order, so the hash is taken from the assembled file (page
+        # cache, one sequential read) rather than while streaming.
+        sha256, rows = await anyio.to_thread.run_sync(
+            _digest_and_rows, temp, part.name, options.verify_parquet
+        )
+    except VerificationError:
+        await _abandon(run)
+        return None
+    try:
+        await anyio.to_thread.run_sync(os.replace, temp, final)
+    except OSError as exc:
+        raise _storage_error(exc, final) from exc
+    await anyio.to_thread.run_sync(plan.discard)
+    return PartResult(
+        part=part,
+        status=PartStatus.DOWNLOADED,
+        fetched_bytes=run.fetched,
+        rows=rows,
+        sha256=sha256,
+        attempts=run.attempts,
+    )
+
+
+async def _abandon(run: _SegmentedRun) -> None:
+    """Drop a segmented attempt: the record, the bytes, and the progress they showed."""
+    done = run.plan.done
+    try:
+        await anyio.to_thread.run_sync(run.plan.discard)
+        await anyio.to_thread.run_sync(_preallocate, run.temp, 0, 0)
+    except OSError as exc:
+        raise _storage_error(exc, run.temp) from exc
+    if done:
+        run.listener.on_bytes(run.part, -done)
 
 
 async def _skip(
@@ -289,11 +539,11 @@ async def _skip(
     return PartResult(part=part, status=PartStatus.SKIPPED, rows=rows, sha256=sha256)
 
 
-def _failed(part: Part, writer: _PartWriter, attempts: int, why: str) -> PartResult:
+def _failed(part: Part, fetched: int, attempts: int, why: str) -> PartResult:
     return PartResult(
         part=part,
         status=PartStatus.FAILED,
-        fetched_bytes=writer.fetched,
+        fetched_bytes=fetched,
         attempts=attempts,
         error=why,
     )

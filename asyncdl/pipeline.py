@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +20,9 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .client import AEPClient
+from .concurrency import StreamSlots, single_error
 from .config import BatchSelection, Credentials, DownloadSettings
-from .errors import AsyncdlError, ConfigError, StorageError
+from .errors import ConfigError, StorageError
 from .fetch import FetchOptions, fetch_part
 from .listing import Marker, Rejected, check_name, get_batch, iter_parts, latest_batches
 from .manifest import Manifest
@@ -276,7 +276,10 @@ async def download(
         policy=policy,
         write_buffer_bytes=settings.write_buffer_bytes,
         verify_parquet=settings.verify_parquet,
+        segment_threshold_bytes=settings.segment_threshold_bytes,
+        segment_bytes=settings.segment_bytes,
     )
+    slots = StreamSlots(settings.concurrency, adaptive=settings.adaptive)
     await anyio.to_thread.run_sync(_prepare_out_dir, settings.out_dir)
     states: list[_BatchState] = []
     async with AEPClient(credentials=credentials, settings=settings, retry=policy) as client:
@@ -293,6 +296,7 @@ async def download(
                         batch_dir=job.state.directory,
                         options=options,
                         listener=listener,
+                        slots=slots,
                         known=known,
                     )
                     job.state.results.append(result)
@@ -301,7 +305,7 @@ async def download(
                     await job.state.save()
 
         try:
-            async with _single_error(), anyio.create_task_group() as tg:
+            async with single_error(), anyio.create_task_group() as tg:
                 for _ in range(settings.concurrency):
                     tg.start_soon(worker, receive.clone())
                 receive.close()
@@ -333,38 +337,6 @@ async def download(
     return DownloadResult(
         batches=tuple(s.report() for s in states), elapsed_s=time.monotonic() - started
     )
-
-
-@asynccontextmanager
-async def _single_error() -> AsyncIterator[None]:
-    """Surface the error that ended a task group as itself, not as an ExceptionGroup.
-
-    Workers and the producer fail for one reason at a time (a full disk, refused credentials, a
-    listing that cannot be read); callers and the CLI handle that error, not a group of it
-    and the cancellations it caused.
-    """
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        primary: BaseException | None = next(
-            (e for e in leaves if isinstance(e, AsyncdlError)), None
-        )
-        if primary is None:  # KeyboardInterrupt and friends pass through as themselves
-            primary = next((e for e in leaves if not isinstance(e, Exception)), None)
-        if primary is None:
-            raise
-        raise primary from None
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            leaves.extend(_leaves(exc))
-        else:
-            leaves.append(exc)
-    return leaves
 
 
 async def _open_batch(batch: Batch, out_dir: Path) -> _BatchState:

@@ -245,8 +245,9 @@ def _run_download(
                 dataset_id,
                 credentials=credentials,
                 settings=settings,
-                selection=selection,
-                listener=listener,
+                latest=selection.latest,
+                batch_ids=selection.batch_ids,
+                on_progress=listener,
             )
 
     return run_async(job, on_interrupt=_interrupted(listener))
@@ -544,7 +545,7 @@ def demo_command(
             )
             with listener:
                 result = await download(
-                    dataset.id, credentials=credentials, settings=settings, listener=listener
+                    dataset.id, credentials=credentials, settings=settings, on_progress=listener
                 )
             return emu.base_url, result
 

@@ -6,7 +6,9 @@ Values come from flags first, then the environment (``AEP_*``); an invalid combi
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,10 @@ __all__ = [
     "BatchSelection",
     "Credentials",
     "DownloadSettings",
+    "Setting",
+    "default_config_path",
+    "mask",
+    "resolve_environment",
 ]
 
 DEFAULT_BASE_URL = "https://platform.adobe.io"
@@ -150,3 +156,112 @@ class DownloadSettings:
         if self.ca_bundle is not None and not self.ca_bundle.is_file():
             raise ConfigError(f"--ca-bundle {self.ca_bundle} is not a readable file")
         object.__setattr__(self, "allowed_hosts", frozenset(h.lower() for h in self.allowed_hosts))
+
+
+# -- configuration files -------------------------------------------------------------------------
+
+#: asyncdl's TOML keys → the environment variable each stands for.
+TOML_KEYS = {
+    "access_token": "AEP_ACCESS_TOKEN",
+    "api_key": "AEP_API_KEY",
+    "base_url": "AEP_BASE_URL",
+    "client_id": "AEP_CLIENT_ID",
+    "client_secret": "AEP_CLIENT_SECRET",
+    "ims_url": "AEP_IMS_URL",
+    "org_id": "AEP_ORG_ID",
+    "sandbox": "AEP_SANDBOX",
+    "scopes": "AEP_SCOPES",
+}
+#: aepp's JSON config keys (``aepp.createConfigFile``) → environment variable.
+AEPP_KEYS = {
+    "org_id": "AEP_ORG_ID",
+    "client_id": "AEP_CLIENT_ID",
+    "secret": "AEP_CLIENT_SECRET",
+    "sandbox-name": "AEP_SANDBOX",
+    "scopes": "AEP_SCOPES",
+}
+SECRET_VARIABLES = frozenset({"AEP_ACCESS_TOKEN", "AEP_CLIENT_SECRET"})
+KNOWN_VARIABLES = tuple(sorted({*TOML_KEYS.values(), *AEPP_KEYS.values()}))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Setting:
+    """One resolved value and where it came from (for ``asyncdl config show``)."""
+
+    value: str
+    source: str
+
+    def shown(self, name: str) -> str:
+        if name in SECRET_VARIABLES:
+            return mask(self.value)
+        return self.value
+
+
+def mask(secret: str) -> str:
+    """Enough to recognise a value, never enough to use it."""
+    return "***" if len(secret) <= 8 else f"{secret[:2]}***{secret[-2:]}"
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "asyncdl" / "config.toml"
+
+
+def _read_config(path: Path, profile: str | None) -> dict[str, str]:
+    """AEP_* values from asyncdl's TOML (with profiles) or aepp's JSON file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    if path.suffix == ".json" or text.lstrip().startswith("{"):
+        if profile:
+            raise ConfigError("--profile applies to asyncdl's TOML files, not aepp's JSON")
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} is not an aepp config object")
+        return {env: str(raw[key]) for key, env in AEPP_KEYS.items() if raw.get(key)}
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    table = {k: v for k, v in raw.items() if k != "profiles"}
+    if profile:
+        profiles = raw.get("profiles", {})
+        if not isinstance(profiles, dict) or profile not in profiles:
+            names = ", ".join(sorted(profiles)) if isinstance(profiles, dict) else ""
+            raise ConfigError(f"no profile {profile!r} in {path} (has: {names or 'none'})")
+        table.update(profiles[profile])
+    unknown = sorted(set(table) - set(TOML_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {', '.join(unknown)}")
+    return {TOML_KEYS[k]: str(v) for k, v in table.items() if v not in (None, "")}
+
+
+def resolve_environment(
+    *,
+    config_path: Path | None = None,
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Setting]:
+    """AEP_* settings from the config file, overridden by the environment (flags come later).
+
+    Without ``config_path`` the default file is read if it exists.
+    """
+    environ = os.environ if environ is None else environ
+    settings: dict[str, Setting] = {}
+    path = config_path
+    if path is None and default_config_path().is_file():
+        path = default_config_path()
+    elif path is None and profile:
+        raise ConfigError(f"--profile {profile} needs a config file ({default_config_path()})")
+    if path is not None:
+        for name, value in _read_config(path, profile).items():
+            settings[name] = Setting(value=value, source=f"file {path}")
+    for name in KNOWN_VARIABLES:
+        value = environ.get(name, "").strip()
+        if value:
+            settings[name] = Setting(value=value, source="environment")
+    return settings

@@ -42,7 +42,7 @@ from .retry import RetryPolicy
 from .segments import Segment, SegmentPlan
 
 if TYPE_CHECKING:
-    from aiofiles.threadpool.binary import AsyncBufferedIOBase
+    from aiofiles.threadpool.binary import AsyncFileIO
 
 __all__ = ["FetchOptions", "fetch_part", "part_paths"]
 
@@ -118,6 +118,17 @@ def _is_parquet(name: str) -> bool:
     return name.endswith(".parquet")
 
 
+async def _write_all(fh: AsyncFileIO, data: bytearray, path: Path) -> None:
+    """Write every byte: an unbuffered file may accept fewer than offered."""
+    view = memoryview(data)
+    try:
+        while view:
+            written = await fh.write(view)
+            view = view[written or 0 :]
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
+
+
 class _PartWriter:
     """The ``.part`` file plus its running hash; knows how many bytes are safely on disk."""
 
@@ -167,7 +178,9 @@ class _PartWriter:
                     f"{self.part.name}: asked for bytes from {self.offset}, got {stream.start}"
                 )
             try:
-                fh = await aiofiles.open(self.temp, "ab" if self.offset else "wb")
+                # Unbuffered: writes are already >= 1 MiB, and a full disk then fails in write(),
+                # where it is translated, not later in close().
+                fh = await aiofiles.open(self.temp, "ab" if self.offset else "wb", buffering=0)
             except OSError as exc:
                 raise _storage_error(exc, self.temp) from exc
             pending = bytearray()
@@ -196,11 +209,8 @@ class _PartWriter:
                 url=self.part.href,
             )
 
-    async def _flush(self, fh: AsyncBufferedIOBase, data: bytearray) -> None:
-        try:
-            await fh.write(data)
-        except OSError as exc:
-            raise _storage_error(exc, self.temp) from exc
+    async def _flush(self, fh: AsyncFileIO, data: bytearray) -> None:
+        await _write_all(fh, data, self.temp)
         self.hasher.update(data)
         self.offset += len(data)
         self.fetched += len(data)
@@ -397,7 +407,7 @@ class _SegmentedRun:
                     f"{self.part.name}: asked for bytes from {offset}, got {stream.start}"
                 )
             try:
-                fh = await aiofiles.open(self.temp, "r+b")
+                fh = await aiofiles.open(self.temp, "r+b", buffering=0)
                 await fh.seek(offset)
             except OSError as exc:
                 raise _storage_error(exc, self.temp) from exc
@@ -425,11 +435,8 @@ class _SegmentedRun:
                 url=self.part.href,
             )
 
-    async def _flush(self, fh: AsyncBufferedIOBase, segment: Segment, data: bytearray) -> None:
-        try:
-            await fh.write(data)
-        except OSError as exc:
-            raise _storage_error(exc, self.temp) from exc
+    async def _flush(self, fh: AsyncFileIO, segment: Segment, data: bytearray) -> None:
+        await _write_all(fh, data, self.temp)
         # Counted only after the write: the record never claims bytes that are not on disk.
         segment.done += len(data)
         self.fetched += len(data)

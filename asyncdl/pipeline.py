@@ -10,9 +10,11 @@ task; a fatal error (disk, auth, listing) cancels the rest and leaves ``.part`` 
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .client import AEPClient
 from .concurrency import StreamSlots, single_error
-from .config import BatchSelection, Credentials, DownloadSettings
+from .config import (
+    DEFAULT_BASE_URL,
+    BatchSelection,
+    Credentials,
+    DownloadSettings,
+    resolve_environment,
+)
 from .errors import ConfigError, StorageError
 from .fetch import FetchOptions, fetch_part
 from .listing import Marker, Rejected, check_name, get_batch, iter_parts, latest_batches
@@ -33,9 +41,13 @@ from .retry import RetryPolicy
 __all__ = [
     "BatchReport",
     "DownloadResult",
+    "PlannedBatch",
     "Reconciliation",
     "RejectedEntry",
+    "connect",
     "download",
+    "plan",
+    "resolve_run",
     "select_batches",
 ]
 
@@ -247,31 +259,167 @@ def _wanted(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     return not include or any(fnmatch.fnmatchcase(name, pattern) for pattern in include)
 
 
-async def download(
-    dataset_id: str | None,
+def resolve_run(
     *,
-    credentials: Credentials,
-    settings: DownloadSettings | None = None,
-    selection: BatchSelection | None = None,
-    listener: ProgressListener | None = None,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-) -> DownloadResult:
-    """Download the selected batches of ``dataset_id`` into ``settings.out_dir/<batch id>/``.
+    out: Path | str | None,
+    concurrency: int | None,
+    credentials: Credentials | None,
+    settings: DownloadSettings | None,
+) -> tuple[Credentials, DownloadSettings]:
+    """Fill what the caller left out: credentials from config file + environment, defaults."""
+    environment = None
+    if credentials is None or settings is None:
+        environment = {k: v.value for k, v in resolve_environment().items()}
+    if credentials is None:
+        assert environment is not None
+        credentials = Credentials.from_env(environment)
+    if settings is None:
+        assert environment is not None
+        settings = DownloadSettings(base_url=environment.get("AEP_BASE_URL", DEFAULT_BASE_URL))
+    if out is not None:
+        settings = dataclasses.replace(settings, out_dir=Path(out))
+    if concurrency is not None:
+        settings = dataclasses.replace(settings, concurrency=concurrency)
+    return credentials, settings
 
-    Part-level failures are in the result; raises only for what ends a run early (bad
-    configuration, authentication, an unreachable API, a failed listing, a full disk).
-    """
-    settings = settings or DownloadSettings()
-    selection = selection or BatchSelection()
-    listener = listener or NullProgress()
-    started = time.monotonic()
-    policy = RetryPolicy(
+
+@asynccontextmanager
+async def connect(
+    credentials: Credentials | None = None,
+    *,
+    settings: DownloadSettings | None = None,
+) -> AsyncIterator[AEPClient]:
+    """An open API client for the listing calls (``iter_batches``, ``iter_parts``)."""
+    credentials, settings = resolve_run(
+        out=None, concurrency=None, credentials=credentials, settings=settings
+    )
+    async with AEPClient(credentials=credentials, settings=settings) as client:
+        yield client
+
+
+def _policy(settings: DownloadSettings) -> RetryPolicy:
+    return RetryPolicy(
         max_attempts=settings.max_attempts,
         base_delay_s=settings.backoff_base_s,
         max_delay_s=settings.backoff_max_s,
         deadline_s=settings.part_timeout_s,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannedBatch:
+    """What a download of one batch would fetch (``--dry-run``)."""
+
+    batch: Batch
+    parts: tuple[Part, ...]
+    complete: frozenset[str]  # relpaths already complete on disk: would be skipped
+    markers: int
+    rejected: tuple[RejectedEntry, ...]
+
+    @property
+    def bytes_to_fetch(self) -> int:
+        return sum(p.size for p in self.parts if p.relpath not in self.complete)
+
+
+async def plan(
+    dataset_id: str | None = None,
+    *,
+    out: Path | str | None = None,
+    latest: int = 1,
+    batch_ids: Sequence[str] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    credentials: Credentials | None = None,
+    settings: DownloadSettings | None = None,
+) -> list[PlannedBatch]:
+    """List what ``download`` would fetch with the same arguments, fetching no part."""
+    credentials, settings = resolve_run(
+        out=out, concurrency=None, credentials=credentials, settings=settings
+    )
+    selection = BatchSelection(latest=latest, batch_ids=tuple(batch_ids))
+    planned = []
+    async with AEPClient(credentials=credentials, settings=settings) as client:
+        for batch in await select_batches(client, dataset_id, selection):
+            state = _BatchState(
+                batch=batch,
+                directory=settings.out_dir / check_name(batch.id),
+                manifest=Manifest(settings.out_dir / batch.id, batch, {}),
+            )
+            parts = []
+            async for part in _walk(client, state, include, exclude):
+                parts.append(part)
+            complete = await anyio.to_thread.run_sync(_complete_on_disk, state.directory, parts)
+            planned.append(
+                PlannedBatch(
+                    batch=batch,
+                    parts=tuple(parts),
+                    complete=complete,
+                    markers=state.markers,
+                    rejected=tuple(state.rejected),
+                )
+            )
+    return planned
+
+
+def _complete_on_disk(directory: Path, parts: list[Part]) -> frozenset[str]:
+    complete = set()
+    for part in parts:
+        try:
+            if (directory / part.relpath).stat().st_size == part.size:
+                complete.add(part.relpath)
+        except OSError:
+            pass
+    return frozenset(complete)
+
+
+async def _walk(
+    client: AEPClient,
+    state: _BatchState,
+    include: Sequence[str],
+    exclude: Sequence[str],
+) -> AsyncIterator[Part]:
+    """The batch's wanted parts, placed; markers and rejected names counted into ``state``."""
+    async for entry in iter_parts(client, state.batch.id):
+        if isinstance(entry, Marker):
+            state.markers += 1
+        elif isinstance(entry, Rejected):
+            state.rejected.append(
+                RejectedEntry(batch_id=state.batch.id, name=entry.name, reason=str(entry.error))
+            )
+        elif _wanted(entry.name, include, exclude):
+            placed = state.place(entry)
+            if placed is not None:
+                yield placed
+
+
+async def download(
+    dataset_id: str | None = None,
+    *,
+    out: Path | str | None = None,
+    concurrency: int | None = None,
+    latest: int = 1,
+    batch_ids: Sequence[str] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    credentials: Credentials | None = None,
+    settings: DownloadSettings | None = None,
+    on_progress: ProgressListener | None = None,
+) -> DownloadResult:
+    """Download a dataset's newest successful batch (or ``latest`` N, or ``batch_ids``).
+
+    Files go to ``out/<batch id>/<part name>``. ``credentials`` default to the config file and
+    ``AEP_*`` environment; ``out`` and ``concurrency`` override ``settings``. ``include`` and
+    ``exclude`` are glob patterns on part names (exclude wins). Part-level failures are in the
+    result; raises only for what ends a run early (bad configuration, authentication, an
+    unreachable API, a failed listing, a full disk).
+    """
+    credentials, settings = resolve_run(
+        out=out, concurrency=concurrency, credentials=credentials, settings=settings
+    )
+    selection = BatchSelection(latest=latest, batch_ids=tuple(batch_ids))
+    listener = on_progress or NullProgress()
+    started = time.monotonic()
+    policy = _policy(settings)
     options = FetchOptions(
         policy=policy,
         write_buffer_bytes=settings.write_buffer_bytes,
@@ -315,20 +463,9 @@ async def download(
                         states.append(state)
                         state.complete_listing = not include and not exclude
                         listener.on_batch(batch)
-                        async for entry in iter_parts(client, batch.id):
-                            if isinstance(entry, Marker):
-                                state.markers += 1
-                            elif isinstance(entry, Rejected):
-                                state.rejected.append(
-                                    RejectedEntry(
-                                        batch_id=batch.id, name=entry.name, reason=str(entry.error)
-                                    )
-                                )
-                            elif _wanted(entry.name, include, exclude):
-                                placed = state.place(entry)
-                                if placed is not None:
-                                    listener.on_queued(placed)
-                                    await send.send(_Job(part=placed, state=state))
+                        async for part in _walk(client, state, include, exclude):
+                            listener.on_queued(part)
+                            await send.send(_Job(part=part, state=state))
         finally:
             with anyio.CancelScope(shield=True):
                 for state in states:

@@ -37,6 +37,7 @@ async def test_fault_matrix_ends_byte_identical(
     async with running_emulator(config) as emu:
         settings = settings_for(emu, tmp_path, backoff_base_s=0.01, write_buffer_bytes=64 * 1024)
         result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        await emu.wait_idle()
         injected = [r.fault for r in emu.requests if r.fault]
         ranged = [r for r in emu.downloads() if r.headers.get("range")]
         newest = emu.batches_for(DATASET)[0]
@@ -57,6 +58,7 @@ async def test_retry_after_is_honoured(emulator_config: EmulatorFactory, tmp_pat
     async with running_emulator(config) as emu:
         settings = settings_for(emu, tmp_path, backoff_base_s=0.01)
         result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        await emu.wait_idle()
         catalog = [r for r in emu.requests if r.kind == "catalog_batches"]
     assert result.ok
     assert [r.status for r in catalog] == [429, 200]

@@ -38,6 +38,7 @@ async def test_token_expiring_mid_run_is_renewed(
     async with running_emulator(config) as emu:
         settings = settings_for(emu, tmp_path, concurrency=2)
         result = await download(DATASET, credentials=oauth_credentials(emu), settings=settings)
+        await emu.wait_idle()
         grants = [r for r in emu.requests if r.kind == "token"]
         newest = emu.batches_for(DATASET)[0]
     assert result.ok, [r.error for r in result.failed]
@@ -64,6 +65,7 @@ async def test_herd_of_401s_causes_one_refresh(
         async with anyio.create_task_group() as tg:
             tg.start_soon(revoke_when_busy)
             result = await download(DATASET, credentials=oauth_credentials(emu), settings=settings)
+        await emu.wait_idle()
         grants = [r for r in emu.requests if r.kind == "token"]
         refused = [r for r in emu.requests if r.status == 401]
         newest = emu.batches_for(DATASET)[0]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from asyncdl.config import BatchSelection
 from asyncdl.emulator import TruthBatch, running_emulator
 from asyncdl.models import PartStatus
 from asyncdl.pipeline import download
@@ -69,7 +68,7 @@ async def test_latest_two_batches(emulator_config: EmulatorFactory, tmp_path: Pa
             DATASET,
             credentials=credentials_for(emu),
             settings=settings_for(emu, tmp_path),
-            selection=BatchSelection(latest=2),
+            latest=2,
         )
         expected = emu.batches_for(DATASET)[:2]
     assert result.ok
@@ -86,8 +85,9 @@ async def test_named_batch(emulator_config: EmulatorFactory, tmp_path: Path) -> 
             None,
             credentials=credentials_for(emu),
             settings=settings_for(emu, tmp_path),
-            selection=BatchSelection(batch_ids=(oldest.id,)),
+            batch_ids=[oldest.id],
         )
+        await emu.wait_idle()
         searches = [r for r in emu.requests if r.path == "/data/foundation/catalog/batches"]
     assert result.ok
     assert [b.batch.id for b in result.batches] == [oldest.id]
@@ -103,6 +103,7 @@ async def test_downloads_start_before_the_listing_ends(
         result = await download(
             DATASET, credentials=credentials_for(emu), settings=settings_for(emu, tmp_path)
         )
+        await emu.wait_idle()
         listing = [r for r in emu.requests if r.kind == "directory"]
         downloads = emu.downloads()
     assert result.ok
@@ -117,10 +118,12 @@ async def test_second_run_fetches_nothing(emulator_config: EmulatorFactory, tmp_
         first = await download(
             DATASET, credentials=credentials_for(emu), settings=settings_for(emu, tmp_path)
         )
+        await emu.wait_idle()
         fetched_before = len(emu.downloads())
         second = await download(
             DATASET, credentials=credentials_for(emu), settings=settings_for(emu, tmp_path)
         )
+        await emu.wait_idle()
         assert len(emu.downloads()) == fetched_before
     assert first.ok
     assert second.ok

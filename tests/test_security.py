@@ -30,6 +30,7 @@ async def test_foreign_origin_hrefs_are_refused(
             result = await download(
                 DATASET, credentials=credentials_for(emu), settings=settings_for(emu, tmp_path)
             )
+            await foreign.wait_idle()
     assert not result.ok
     assert result.failed
     assert all("outside the API origin" in (r.error or "") for r in result.failed)
@@ -45,6 +46,7 @@ async def test_allowed_foreign_host_never_receives_credentials(
         async with running_emulator(emulator_config(faults=faults)) as emu:
             settings = settings_for(emu, tmp_path, allowed_hosts=frozenset({"localhost"}))
             result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+            await foreign.wait_idle()
     assert foreign.requests, "the allowed host was never asked"
     for request in foreign.requests:
         for header in CREDENTIAL_HEADERS:
@@ -65,6 +67,7 @@ async def test_hostile_names_are_rejected_and_the_rest_arrives(
             DATASET, credentials=credentials_for(emu), settings=settings_for(emu, out_dir)
         )
         newest = emu.batches_for(DATASET)[0]
+        await emu.wait_idle()
         fetched = {r.query.get("path") for r in emu.downloads()}
     assert_identical(newest, out_dir)
     rejected = {e.name for e in result.rejected}

@@ -74,6 +74,7 @@ async def test_big_parts_arrive_in_segments(
         settings = settings_for(emu, tmp_path, backoff_base_s=0.01, **segmented({}))
         result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
         newest = emu.batches_for(DATASET)[0]
+        await emu.wait_idle()
         ranges = [r.headers.get("range", "") for r in emu.downloads()]
     assert result.ok, [r.error for r in result.failed]
     assert_identical(newest, tmp_path)
@@ -126,6 +127,7 @@ async def test_segments_resume_where_the_record_says(
             fh.write(b"\0" * (truth.size - MiB - 100_000))
         settings = settings_for(emu, tmp_path, **segmented({}))
         result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        await emu.wait_idle()
         ranges = sorted(r.headers["range"] for r in emu.downloads())
     assert result.ok
     assert_identical(newest, tmp_path)

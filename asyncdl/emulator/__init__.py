@@ -1,0 +1,30 @@
+"""A local Adobe Experience Platform emulator: IMS tokens, the API gateway's checks, Catalog
+batches and datasets, Data Access listings and downloads, over generated Customer AI parquet,
+with seeded faults. It imports ``asyncdl.models`` and never any client code.
+
+Use ``running_emulator(config)`` in tests, ``serve(...)`` for a long-running process.
+"""
+
+from __future__ import annotations
+
+from asyncdl.emulator.config import DatasetSpec, EmulatorConfig, Faults, default_cache_dir
+from asyncdl.emulator.data import SCHEMA, TruthBatch, TruthDataset, TruthFile, TruthPart
+from asyncdl.emulator.server import Emulator, RecordedRequest, running_emulator, serve
+from asyncdl.emulator.views import HOSTILE_NAMES
+
+__all__ = [
+    "HOSTILE_NAMES",
+    "SCHEMA",
+    "DatasetSpec",
+    "Emulator",
+    "EmulatorConfig",
+    "Faults",
+    "RecordedRequest",
+    "TruthBatch",
+    "TruthDataset",
+    "TruthFile",
+    "TruthPart",
+    "default_cache_dir",
+    "running_emulator",
+    "serve",
+]

@@ -1,0 +1,168 @@
+"""Frozen settings of the emulator: which datasets exist, how it paces itself, what it breaks.
+
+Every value is checked at construction so a bad flag fails before any data is generated. Only
+``DatasetSpec`` fields, ``empty_dataset_id`` and ``seed`` decide the bytes of the generated parts
+(``data_fields`` lists them); everything else can change between runs without a regeneration.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asyncdl.errors import ConfigError
+
+__all__ = ["DatasetSpec", "EmulatorConfig", "Faults", "default_cache_dir"]
+
+#: The most items one page of any listing carries, as in AEP.
+MAX_PAGE_LIMIT = 100
+
+
+def default_cache_dir() -> Path:
+    """The platform's per-user cache directory for generated parts."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "asyncdl-emulator"
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ConfigError(f"{name} must be a fraction between 0 and 1, got {value!r}")
+
+
+def _check_origin(name: str, value: str) -> str:
+    origin = value.rstrip("/")
+    scheme, sep, rest = origin.partition("://")
+    if not sep or scheme not in {"http", "https"} or not rest or "/" in rest:
+        raise ConfigError(f"{name} must look like 'http://host:port', got {value!r}")
+    return origin
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DatasetSpec:
+    """One emulated Customer AI scores dataset and the shape of its batches."""
+
+    id: str = "5cd9146b31dae914b75f654f"
+    name: str = "Customer AI Scores - Emulated"
+    batches: int = 3  # successful batches
+    failed_batches: int = 1  # the newest batch of all is a failed one when this is > 0
+    files_per_batch: int = 2
+    parts_per_file: int = 3
+    rows_per_part: int = 200
+    part_bytes: int | None = None  # overrides rows_per_part: parts of about this size (±10%)
+    nested: bool = False  # the first dataSetFile also lists a sub-directory of 2 more parts
+
+    def __post_init__(self) -> None:
+        if not self.id or "/" in self.id or "?" in self.id:
+            raise ConfigError(f"dataset id must be a non-empty path segment, got {self.id!r}")
+        for name in ("batches", "failed_batches", "parts_per_file"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.files_per_batch < 1:
+            raise ConfigError(f"files_per_batch must be >= 1, got {self.files_per_batch}")
+        if self.rows_per_part < 1:
+            raise ConfigError(f"rows_per_part must be >= 1, got {self.rows_per_part}")
+        if self.part_bytes is not None and self.part_bytes < 1:
+            raise ConfigError(f"part_bytes must be >= 1, got {self.part_bytes}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Faults:
+    """What goes wrong, and how often; replaceable on a running emulator."""
+
+    seed: int = 0
+    error_5xx_rate: float = 0.0
+    rate_429: float = 0.0
+    retry_after_s: float | None = None
+    retry_after_http_date: bool = False
+    drop_rate: float = 0.0
+    truncate_rate: float = 0.0
+    range_support: bool = True
+    max_faults_per_path: int = 2
+    foreign_origin: str | None = None
+    hostile_names: bool = False
+    rate_limit_rps: float | None = None
+    wrong_metrics: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("error_5xx_rate", "rate_429", "drop_rate", "truncate_rate"):
+            _check_rate(name, getattr(self, name))
+        # One draw decides among 5xx and 429 (and another among drop and truncate), so each pair
+        # must fit in one unit interval.
+        if self.error_5xx_rate + self.rate_429 > 1.0:
+            raise ConfigError("error_5xx_rate + rate_429 must not exceed 1")
+        if self.drop_rate + self.truncate_rate > 1.0:
+            raise ConfigError("drop_rate + truncate_rate must not exceed 1")
+        if self.retry_after_s is not None and not (
+            math.isfinite(self.retry_after_s) and self.retry_after_s >= 0
+        ):
+            raise ConfigError(f"retry_after_s must be >= 0, got {self.retry_after_s!r}")
+        if self.max_faults_per_path < 0:
+            raise ConfigError(f"max_faults_per_path must be >= 0, got {self.max_faults_per_path}")
+        if self.rate_limit_rps is not None and not (
+            math.isfinite(self.rate_limit_rps) and self.rate_limit_rps > 0
+        ):
+            raise ConfigError(f"rate_limit_rps must be > 0, got {self.rate_limit_rps!r}")
+        if self.foreign_origin is not None:
+            origin = _check_origin("foreign_origin", self.foreign_origin)
+            object.__setattr__(self, "foreign_origin", origin)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EmulatorConfig:
+    """Everything an ``Emulator`` needs: datasets, credentials, pacing, faults, cache location."""
+
+    datasets: tuple[DatasetSpec, ...] = (DatasetSpec(),)
+    empty_dataset_id: str | None = "5cd9146b31dae914b75f0000"
+    page_size: int = 100
+    batch_files_page_size: int = 100
+    latency_s: float = 0.0
+    bandwidth_bps: int | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    seed: int = 7
+    api_key: str = "emulator"
+    org_id: str = "EMULATOR@AdobeOrg"
+    sandbox: str = "prod"
+    static_tokens: tuple[str, ...] = ("emulator-token",)
+    client_id: str = "emulator-client"
+    client_secret: str = "emulator-secret"
+    token_lifetime_s: float = 86399.0
+    faults: Faults = Faults()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        ids = [spec.id for spec in self.datasets]
+        if self.empty_dataset_id is not None:
+            ids.append(self.empty_dataset_id)
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"dataset ids must be unique, got {ids}")
+        if self.page_size < 1 or self.batch_files_page_size < 1:
+            raise ConfigError("page sizes must be >= 1")
+        if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
+            raise ConfigError(f"latency_s must be >= 0, got {self.latency_s!r}")
+        if self.bandwidth_bps is not None and self.bandwidth_bps < 1:
+            raise ConfigError(f"bandwidth_bps must be >= 1, got {self.bandwidth_bps}")
+        if not (math.isfinite(self.token_lifetime_s) and self.token_lifetime_s > 0):
+            raise ConfigError(f"token_lifetime_s must be > 0, got {self.token_lifetime_s!r}")
+        if not self.sandbox:
+            raise ConfigError("sandbox must not be empty")
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+
+    def data_fields(self) -> dict[str, Any]:
+        """The fields that decide the generated bytes: the cache key is a hash of these."""
+        return {
+            "datasets": [
+                {name: getattr(spec, name) for name in DatasetSpec.__dataclass_fields__}
+                for spec in self.datasets
+            ],
+            "empty_dataset_id": self.empty_dataset_id,
+            "seed": self.seed,
+        }

@@ -7,9 +7,13 @@ could not complete (network, listing, disk); 2 bad usage; 3 authentication refus
 
 from __future__ import annotations
 
-import os
+import datetime as dt
+import json
+import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -28,12 +32,23 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from .config import DEFAULT_BASE_URL, BatchSelection, Credentials, DownloadSettings
+from .config import (
+    DEFAULT_BASE_URL,
+    KNOWN_VARIABLES,
+    BatchSelection,
+    Credentials,
+    DownloadSettings,
+    Setting,
+    resolve_environment,
+)
 from .emulator import DatasetSpec, Emulator, EmulatorConfig, Faults, running_emulator
 from .emulator import serve as serve_emulator
-from .errors import AsyncdlError, AuthError, ConfigError
+from .errors import APIError, AsyncdlError, AuthError, ConfigError
+from .inspect import ScoreReport, inspect_scores, render_bars
+from .listing import Marker, Rejected, iter_batches, iter_parts
+from .merge import merge_parts
 from .models import Batch, Part, PartResult, PartStatus
-from .pipeline import DownloadResult, download
+from .pipeline import DownloadResult, PlannedBatch, connect, download, plan
 
 __all__ = ["app", "main"]
 
@@ -43,17 +58,34 @@ EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_INTERRUPTED = 130
 
+EPILOG = (
+    "Exit codes: 0 ok; 1 some parts failed or a batch does not match the Catalog; "
+    "2 bad usage; 3 credentials refused; 130 interrupted (resume by running it again)."
+)
+
 app = typer.Typer(
     name="asyncdl",
     help="Fast, complete, verified downloads of Adobe Experience Platform dataset exports.",
+    epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalOptions:
+    """What the root callback parsed: where configuration comes from."""
+
+    config_path: Path | None = None
+    profile: str | None = None
 
 
 def _version(value: bool) -> None:
@@ -64,12 +96,36 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log more (-vv: debug).")
+    ] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="asyncdl TOML or aepp JSON config [default ~/.config/asyncdl/config.toml]",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Profile of the TOML config to use.")
+    ] = None,
 ) -> None:
-    """Fast, complete, verified downloads of Adobe Experience Platform dataset exports."""
+    """Fast, complete, verified downloads of Adobe Experience Platform dataset exports.
+
+    Settings: flags > environment (AEP_*) > config file.
+    """
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    ctx.obj = GlobalOptions(config_path=config, profile=profile)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -103,73 +159,302 @@ def run_async(func: Callable[[], Awaitable[T]], *, on_interrupt: Callable[[], No
         fail(_describe(error), _exit_code_for(error))
 
 
+def _quietly() -> None:
+    err.print("asyncdl: interrupted", markup=False)
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-class TerminalProgress:
-    """The CLI's progress listener: a rich bar on a TTY, silence otherwise; keeps the record."""
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
-    def __init__(self, console: Console, *, enabled: bool) -> None:
+
+def _emit(event: dict[str, Any]) -> None:
+    """One NDJSON line on stdout (``--json``); never holds a secret."""
+    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def _environment(ctx: typer.Context) -> dict[str, Setting]:
+    options = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    try:
+        return resolve_environment(config_path=options.config_path, profile=options.profile)
+    except ConfigError as error:
+        fail(str(error), EXIT_USAGE)
+
+
+def _credentials(environment: dict[str, Setting]) -> Credentials:
+    try:
+        return Credentials.from_env({k: v.value for k, v in environment.items()})
+    except ConfigError as error:
+        fail(str(error), EXIT_USAGE)
+
+
+def _settings(**kwargs: Any) -> DownloadSettings:
+    try:
+        return DownloadSettings(**kwargs)
+    except AsyncdlError as error:
+        fail(_describe(error), _exit_code_for(error))
+
+
+def _base_url(flag: str | None, environment: dict[str, Setting]) -> str:
+    if flag:
+        return flag
+    setting = environment.get("AEP_BASE_URL")
+    return setting.value if setting else DEFAULT_BASE_URL
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+
+class RunRecord:
+    """The progress listener every mode shares: counts what happened; subclasses show it."""
+
+    def __init__(self) -> None:
         self.finished: list[PartResult] = []
         self.retries = 0
-        self._queued = 0
-        self._bytes_total = 0
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-        if enabled:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            )
-            self._task = self._progress.add_task("listing", total=None)
+        self.throttled = 0
+        self.queued = 0
+        self.bytes_total = 0
+        self.bytes_done = 0
+        self.started = time.monotonic()
 
-    def __enter__(self) -> TerminalProgress:
-        if self._progress is not None:
-            self._progress.start()
+    def __enter__(self) -> RunRecord:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def _describe(self) -> str:
-        done = len(self.finished)
-        text = f"{done}/{self._queued} parts"
-        if self.retries:
-            text += f", {self.retries} retries"
-        return text
-
-    def _update(self, **kwargs: Any) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, description=self._describe(), **kwargs)
+        pass
 
     def on_batch(self, batch: Batch) -> None:
-        self._update()
+        pass
 
     def on_queued(self, part: Part) -> None:
-        self._queued += 1
-        self._bytes_total += part.size
-        self._update(total=self._bytes_total)
+        self.queued += 1
+        self.bytes_total += part.size
 
     def on_bytes(self, part: Part, n: int) -> None:
-        self._update(advance=n)
+        self.bytes_done += n
 
     def on_retry(self, part: Part, attempt: int, error: AsyncdlError, delay_s: float) -> None:
         self.retries += 1
-        self._update()
+        if isinstance(error, APIError) and error.status == 429:
+            self.throttled += 1
 
     def on_done(self, result: PartResult) -> None:
         self.finished.append(result)
         if result.status is PartStatus.SKIPPED:
-            self._update(advance=result.part.size)
-        else:
-            self._update()
+            self.bytes_done += result.part.size
+
+    def status_line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        text = (
+            f"{len(self.finished)}/{self.queued} parts, "
+            f"{_mb(self.bytes_done)} of {_mb(self.bytes_total)}, "
+            f"{self.bytes_done / elapsed / 1e6:.1f} MB/s"
+        )
+        if self.retries:
+            text += f", {self.retries} retries"
+        return text
+
+
+class PlainProgress(RunRecord):
+    """For cron and CI logs: one status line every ``interval_s``, no control characters."""
+
+    def __init__(self, console: Console, *, interval_s: float = 5.0) -> None:
+        super().__init__()
+        self._console = console
+        self._interval_s = interval_s
+        self._last = time.monotonic()
+
+    def _maybe_print(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._interval_s:
+            self._last = now
+            self._console.print(f"asyncdl: {self.status_line()}", markup=False)
+
+    def on_bytes(self, part: Part, n: int) -> None:
+        super().on_bytes(part, n)
+        self._maybe_print()
+
+    def on_done(self, result: PartResult) -> None:
+        super().on_done(result)
+        self._maybe_print()
+
+
+class RichProgress(RunRecord):
+    """On a terminal: one bar for the whole job and a line per part in flight."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self._progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._job: TaskID = self._progress.add_task("listing", total=None)
+        self._lines: dict[tuple[str, str], TaskID] = {}
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def _refresh(self) -> None:
+        description = f"{len(self.finished)}/{self.queued} parts"
+        if self.retries:
+            description += f" · {self.retries} retries"
+        self._progress.update(
+            self._job,
+            description=description,
+            total=self.bytes_total or None,
+            completed=self.bytes_done,
+        )
+
+    def on_queued(self, part: Part) -> None:
+        super().on_queued(part)
+        self._refresh()
+
+    def on_bytes(self, part: Part, n: int) -> None:
+        super().on_bytes(part, n)
+        key = (part.batch_id, part.relpath)
+        line = self._lines.get(key)
+        if line is None:
+            name = part.name if len(part.name) <= 40 else part.name[:18] + "…" + part.name[-21:]
+            line = self._progress.add_task(f"  {name}", total=part.size)
+            self._lines[key] = line
+        self._progress.advance(line, n)
+        self._refresh()
+
+    def on_retry(self, part: Part, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        super().on_retry(part, attempt, error, delay_s)
+        self._refresh()
+
+    def on_done(self, result: PartResult) -> None:
+        super().on_done(result)
+        line = self._lines.pop((result.part.batch_id, result.part.relpath), None)
+        if line is not None:
+            self._progress.remove_task(line)
+        self._refresh()
+
+
+class JsonEvents(RunRecord):
+    """``--json``: an NDJSON event per batch, part, and retry, then one summary object."""
+
+    def on_batch(self, batch: Batch) -> None:
+        _emit({"event": "batch", **_batch_json(batch)})
+
+    def on_retry(self, part: Part, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        super().on_retry(part, attempt, error, delay_s)
+        _emit(
+            {
+                "event": "retry",
+                "batch_id": part.batch_id,
+                "part": part.relpath,
+                "attempt": attempt,
+                "error": type(error).__name__,
+                "status": error.status if isinstance(error, APIError) else None,
+                "message": str(error),
+                "delay_s": round(delay_s, 3),
+            }
+        )
+
+    def on_done(self, result: PartResult) -> None:
+        super().on_done(result)
+        _emit({"event": "part", **_result_json(result)})
+
+
+def _listener(*, quiet: bool, as_json: bool) -> RunRecord:
+    if as_json:
+        return JsonEvents()
+    if quiet:
+        return RunRecord()
+    if err.is_terminal:
+        return RichProgress(err)
+    return PlainProgress(err)
+
+
+def _batch_json(batch: Batch) -> dict[str, Any]:
+    return {
+        "batch_id": batch.id,
+        "status": batch.status,
+        "created_ms": batch.created_ms,
+        "records": batch.metrics.output_record_count,
+        "bytes": batch.metrics.output_byte_size,
+        "files": batch.metrics.output_file_count,
+    }
+
+
+def _result_json(result: PartResult) -> dict[str, Any]:
+    return {
+        "batch_id": result.part.batch_id,
+        "part": result.part.relpath,
+        "status": result.status.value,
+        "size": result.part.size,
+        "fetched_bytes": result.fetched_bytes,
+        "rows": result.rows,
+        "sha256": result.sha256,
+        "attempts": result.attempts,
+        "error": result.error,
+    }
+
+
+def _summary_json(result: DownloadResult, record: RunRecord) -> dict[str, Any]:
+    seconds = max(result.elapsed_s, 1e-9)
+    batches = []
+    for report in result.batches:
+        rec = report.reconciliation
+        batches.append(
+            {
+                "batch_id": report.batch.id,
+                "directory": str(report.directory),
+                "parts": len(report.results),
+                "markers": report.markers,
+                "reconciliation": None
+                if rec is None
+                else {
+                    "ok": rec.ok,
+                    "bytes": rec.actual_bytes,
+                    "expected_bytes": rec.expected_bytes,
+                    "rows": rec.actual_rows,
+                    "expected_rows": rec.expected_rows,
+                    "files": rec.actual_files,
+                    "expected_files": rec.expected_files,
+                },
+            }
+        )
+    return {
+        "event": "summary",
+        "ok": result.ok,
+        "parts": len(result.results),
+        "downloaded": result.downloaded,
+        "skipped": result.skipped,
+        "failed": [{"part": r.part.relpath, "error": r.error} for r in result.failed],
+        "rejected": [{"name": e.name, "reason": e.reason} for e in result.rejected],
+        "markers": result.markers,
+        "bytes": result.total_bytes,
+        "fetched_bytes": result.fetched_bytes,
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(result.fetched_bytes / seconds / 1e6, 2),
+        "retries": record.retries,
+        "throttled": record.throttled,
+        "batches": batches,
+    }
+
+
+# -- rendering -----------------------------------------------------------------------------------
 
 
 def render_result(result: DownloadResult) -> None:
@@ -217,56 +502,64 @@ def render_result(result: DownloadResult) -> None:
     )
 
 
-def _interrupted(listener: TerminalProgress) -> Callable[[], None]:
+def _interrupted(record: RunRecord) -> Callable[[], None]:
     def report() -> None:
-        done = [r for r in listener.finished if r.ok]
+        done = [r for r in record.finished if r.ok]
         err.print(
-            f"asyncdl: interrupted: {len(done)} parts finished; unfinished parts are kept as "
-            ".part files and resume on the next run",
+            f"asyncdl: interrupted: {len(done)} parts finished "
+            f"({_mb(sum(r.part.size for r in done))}); unfinished parts are kept as .part "
+            "files and resume on the next run",
             markup=False,
         )
 
     return report
 
 
-def _run_download(
-    dataset_id: str | None,
-    *,
-    credentials: Credentials,
-    settings: DownloadSettings,
-    selection: BatchSelection,
-    show_progress: bool,
-) -> DownloadResult:
-    listener = TerminalProgress(err, enabled=show_progress)
+def _render_plan(planned: list[PlannedBatch], *, as_json: bool) -> None:
+    if as_json:
+        for batch in planned:
+            for part in batch.parts:
+                _emit(
+                    {
+                        "event": "planned",
+                        "batch_id": part.batch_id,
+                        "part": part.relpath,
+                        "size": part.size,
+                        "on_disk": part.relpath in batch.complete,
+                    }
+                )
+        _emit(
+            {
+                "event": "plan",
+                "parts": sum(len(b.parts) for b in planned),
+                "bytes": sum(p.size for b in planned for p in b.parts),
+                "bytes_to_fetch": sum(b.bytes_to_fetch for b in planned),
+            }
+        )
+        return
+    for batch in planned:
+        out.print(f"batch {batch.batch.id} ({_iso(batch.batch.created_ms)}):", markup=False)
+        for part in batch.parts:
+            note = "  (on disk)" if part.relpath in batch.complete else ""
+            out.print(f"  {part.relpath}  {part.size:,} bytes{note}", markup=False)
+        for rejected in batch.rejected:
+            out.print(f"  rejected {rejected.name!r}: {rejected.reason}", markup=False)
+    total = sum(p.size for b in planned for p in b.parts)
+    to_fetch = sum(b.bytes_to_fetch for b in planned)
+    count = sum(len(b.parts) for b in planned)
+    out.print(
+        f"dry run: {count} parts, {_mb(total)} in total, {_mb(to_fetch)} to fetch; "
+        "nothing was downloaded",
+        markup=False,
+    )
 
-    async def job() -> DownloadResult:
-        with listener:
-            return await download(
-                dataset_id,
-                credentials=credentials,
-                settings=settings,
-                latest=selection.latest,
-                batch_ids=selection.batch_ids,
-                on_progress=listener,
-            )
 
-    return run_async(job, on_interrupt=_interrupted(listener))
+# -- commands ------------------------------------------------------------------------------------
 
 
-def _finish(result: DownloadResult) -> NoReturn:
-    render_result(result)
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
-
-
-def _settings(**kwargs: Any) -> DownloadSettings:
-    try:
-        return DownloadSettings(**kwargs)
-    except AsyncdlError as error:
-        fail(_describe(error), _exit_code_for(error))
-
-
-@app.command("download")
+@app.command("download", epilog=EPILOG)
 def download_command(
+    ctx: typer.Context,
     dataset_id: Annotated[
         str | None,
         typer.Argument(help="The dataset to download (Customer AI: 'Access scores' dialog)."),
@@ -284,6 +577,17 @@ def download_command(
         list[str] | None,
         typer.Option("--batch", help="A batch id to download (repeatable); skips the Catalog."),
     ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only part names matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Skip part names matching this glob (wins over include)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be fetched; fetch nothing.")
+    ] = False,
     base_url: Annotated[
         str | None,
         typer.Option("--base-url", help=f"API base URL [env AEP_BASE_URL; {DEFAULT_BASE_URL}]"),
@@ -294,6 +598,19 @@ def download_command(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds one part may take, retries included.")
     ] = 1800.0,
+    segment_size: Annotated[
+        str, typer.Option("--segment-size", help="Bytes per ranged segment of a big part.")
+    ] = "32Mi",
+    segment_threshold: Annotated[
+        str,
+        typer.Option("--segment-threshold", help="Parts at least this big go in segments."),
+    ] = "64Mi",
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive/--no-adaptive", help="Halve concurrency on 429, grow back on success."
+        ),
+    ] = True,
     allow_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -304,11 +621,15 @@ def download_command(
     ca_bundle: Annotated[
         Path | None, typer.Option("--ca-bundle", help="Extra CA certificates (PEM) to trust.")
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="NDJSON events and a summary object on stdout.")
+    ] = False,
 ) -> None:
     """Download a dataset's newest successful batch (or --latest N, or --batch ID ...).
 
     Credentials come from AEP_ACCESS_TOKEN (or AEP_CLIENT_ID + AEP_CLIENT_SECRET), AEP_API_KEY,
-    AEP_ORG_ID and AEP_SANDBOX (default prod).
+    AEP_ORG_ID and AEP_SANDBOX (default prod), or from --config. Running it again resumes.
 
     Example: asyncdl download 5cd9146b31dae914b75f654f --out ./scores -j 16
     """
@@ -316,28 +637,324 @@ def download_command(
         fail("give a DATASET_ID or at least one --batch ID", EXIT_USAGE)
     if batch and latest != 1:
         fail("--latest and --batch are exclusive", EXIT_USAGE)
+    environment = _environment(ctx)
     settings = _settings(
-        base_url=base_url or os.environ.get("AEP_BASE_URL") or DEFAULT_BASE_URL,
+        base_url=_base_url(base_url, environment),
         out_dir=out_dir,
         concurrency=concurrency,
         max_attempts=retries,
         part_timeout_s=timeout,
         allowed_hosts=frozenset(allow_host or ()),
         ca_bundle=ca_bundle,
+        segment_bytes=parse_size(segment_size),
+        segment_threshold_bytes=parse_size(segment_threshold),
+        adaptive=adaptive,
     )
+    credentials = _credentials(environment)
     try:
-        credentials = Credentials.from_env()
         selection = BatchSelection(latest=latest, batch_ids=tuple(batch or ()))
     except ConfigError as error:
         fail(str(error), EXIT_USAGE)
-    result = _run_download(
-        dataset_id,
-        credentials=credentials,
-        settings=settings,
-        selection=selection,
-        show_progress=err.is_terminal,
+    arguments: dict[str, Any] = {
+        "latest": selection.latest,
+        "batch_ids": selection.batch_ids,
+        "include": tuple(include or ()),
+        "exclude": tuple(exclude or ()),
+        "credentials": credentials,
+        "settings": settings,
+    }
+    if dry_run:
+
+        async def planning() -> list[PlannedBatch]:
+            return await plan(dataset_id, **arguments)
+
+        _render_plan(run_async(planning, on_interrupt=_quietly), as_json=as_json)
+        raise typer.Exit(EXIT_OK)
+
+    record = _listener(quiet=quiet, as_json=as_json)
+
+    async def job() -> DownloadResult:
+        with record:
+            return await download(dataset_id, on_progress=record, **arguments)
+
+    result = run_async(job, on_interrupt=_interrupted(record))
+    if as_json:
+        _emit(_summary_json(result, record))
+    else:
+        render_result(result)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+@app.command("batches", epilog=EPILOG)
+def batches_command(
+    ctx: typer.Context,
+    dataset_id: Annotated[str, typer.Argument(help="The dataset whose batches to list.")],
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only batches with this status.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many batches.")] = 20,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Created on or after (YYYY-MM-DD or ISO).")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List a dataset's batches, newest first (pages the Catalog as needed).
+
+    Example: asyncdl batches 5cd9146b31dae914b75f654f --status success --limit 5
+    """
+    if limit < 1:
+        fail(f"--limit must be at least 1, got {limit}", EXIT_USAGE)
+    since_ms = _parse_since(since) if since else None
+    environment = _environment(ctx)
+    credentials = _credentials(environment)
+    settings = _settings(base_url=_base_url(base_url, environment))
+
+    async def job() -> list[Batch]:
+        async with connect(credentials, settings=settings) as client:
+            return [
+                b
+                async for b in iter_batches(
+                    client,
+                    dataset_id,
+                    status=status,
+                    limit=limit,
+                    created_client=None,
+                    created_after_ms=since_ms,
+                )
+            ]
+
+    batches = run_async(job, on_interrupt=_quietly)
+    if as_json:
+        for item in batches:
+            _emit(_batch_json(item))
+        raise typer.Exit(EXIT_OK)
+    table = Table(title=f"batches of {dataset_id}", title_justify="left")
+    for column in ("batch id", "status", "created", "records", "bytes", "files"):
+        table.add_column(
+            column, justify="right" if column in ("records", "bytes", "files") else "left"
+        )
+    for item in batches:
+        m = item.metrics
+        table.add_row(
+            item.id,
+            item.status,
+            _iso(item.created_ms),
+            "-" if m.output_record_count is None else f"{m.output_record_count:,}",
+            "-" if m.output_byte_size is None else _mb(m.output_byte_size),
+            "-" if m.output_file_count is None else str(m.output_file_count),
+        )
+    out.print(table)
+    if not batches:
+        out.print("no batches match", markup=False)
+
+
+def _parse_since(text: str) -> int:
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--since takes a date like 2026-11-01 or 2026-11-01T12:00, got {text!r}", EXIT_USAGE)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+@app.command("files", epilog=EPILOG)
+def files_command(
+    ctx: typer.Context,
+    batch_id: Annotated[str, typer.Argument(help="The batch whose parts to list.")],
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List every part of a batch with its size, across all pages and nested directories.
+
+    Example: asyncdl files 01E5QSWCAASFQ054FNBKYV6TIQ --json
+    """
+    environment = _environment(ctx)
+    credentials = _credentials(environment)
+    settings = _settings(base_url=_base_url(base_url, environment))
+
+    async def job() -> list[Part | Marker | Rejected]:
+        async with connect(credentials, settings=settings) as client:
+            return [entry async for entry in iter_parts(client, batch_id)]
+
+    entries = run_async(job, on_interrupt=_quietly)
+    parts = [e for e in entries if isinstance(e, Part)]
+    if as_json:
+        for entry in entries:
+            if isinstance(entry, Part):
+                _emit(
+                    {
+                        "name": entry.name,
+                        "size": entry.size,
+                        "directory": entry.dataset_file_id,
+                        "href": entry.href,
+                    }
+                )
+            elif isinstance(entry, Rejected):
+                _emit({"name": entry.name, "rejected": str(entry.error)})
+        raise typer.Exit(EXIT_OK)
+    table = Table(title=f"parts of batch {batch_id}", title_justify="left")
+    table.add_column("name")
+    table.add_column("bytes", justify="right")
+    table.add_column("directory")
+    for part in parts:
+        table.add_row(part.name, f"{part.size:,}", part.dataset_file_id)
+    out.print(table)
+    markers = sum(1 for e in entries if isinstance(e, Marker))
+    out.print(
+        f"{len(parts)} parts, {_mb(sum(p.size for p in parts))} "
+        f"({markers} _SUCCESS markers not listed)",
+        markup=False,
     )
-    _finish(result)
+    for entry in entries:
+        if isinstance(entry, Rejected):
+            err.print(f"  rejected {entry.name!r}: {entry.error}", markup=False)
+
+
+@app.command("inspect", epilog=EPILOG)
+def inspect_command(
+    directory: Annotated[Path, typer.Argument(help="A download directory (or one batch).")],
+    bins: Annotated[int, typer.Option("--bins", help="Histogram bins over 0-100.")] = 10,
+    top: Annotated[int, typer.Option("--top", help="How many influential factors.")] = 10,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also draw the histogram into this PNG.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object.")] = False,
+) -> None:
+    """Rows, parts, schema, score distribution, percentiles, propensity types, top factors.
+
+    Reads parquet in streamed record batches, so any size fits in memory.
+
+    Example: asyncdl inspect ./scores --bins 20 --plot scores.png
+    """
+    try:
+        report = inspect_scores(directory, bins=bins, top_factors=top)
+        if plot is not None:
+            from .plot import write_histogram_png
+
+            if report.score is None:
+                raise ConfigError("no score column to plot")
+            write_histogram_png(report.score, plot)
+    except AsyncdlError as error:
+        fail(str(error), _exit_code_for(error))
+    if as_json:
+        _emit(_report_json(report))
+        raise typer.Exit(EXIT_OK)
+    _render_report(report)
+    if plot is not None:
+        out.print(f"histogram drawn into {plot}", markup=False)
+
+
+def _report_json(report: ScoreReport) -> dict[str, Any]:
+    summary = report.score_summary
+    return {
+        "directory": str(report.directory),
+        "parts": report.parts,
+        "rows": report.rows,
+        "bytes": report.bytes,
+        "schema": dict(report.schema),
+        "score_histogram": None
+        if report.score is None
+        else {"edges": report.score.edges, "counts": report.score.counts},
+        "score_summary": None
+        if summary is None
+        else {
+            "min": summary.min,
+            "p25": summary.p25,
+            "median": summary.p50,
+            "p75": summary.p75,
+            "max": summary.max,
+            "mean": summary.mean,
+        },
+        "percentile_buckets": [[b.low, b.high, b.count] for b in report.percentile_buckets],
+        "propensity_types": dict(report.propensity_types),
+        "top_factors": [
+            {"code": f.code, "count": f.count, "low": f.low, "medium": f.medium, "high": f.high}
+            for f in report.top_factors
+        ],
+    }
+
+
+def _render_report(report: ScoreReport) -> None:
+    out.print(
+        f"{report.directory}: {report.rows:,} rows in {report.parts} parts, {_mb(report.bytes)}",
+        markup=False,
+    )
+    schema = Table(title="schema", title_justify="left")
+    schema.add_column("column")
+    schema.add_column("type")
+    for name, kind in report.schema:
+        schema.add_row(name, kind if len(kind) <= 70 else kind[:67] + "...")
+    out.print(schema)
+    if report.score is not None:
+        out.print("score distribution", markup=False)
+        for line in render_bars(report.score):
+            out.print(line, markup=False)
+    summary = report.score_summary
+    if summary is not None:
+        out.print(
+            f"score min {summary.min:.1f}  p25 {summary.p25:.1f}  median {summary.p50:.1f}  "
+            f"p75 {summary.p75:.1f}  max {summary.max:.1f}  mean {summary.mean:.2f}",
+            markup=False,
+        )
+    if report.percentile_buckets:
+        buckets = "  ".join(f"{b.low}-{b.high}: {b.count:,}" for b in report.percentile_buckets)
+        out.print(f"percentiles  {buckets}", markup=False)
+    if report.propensity_types:
+        types = ", ".join(f"{name} {count:,}" for name, count in report.propensity_types)
+        out.print(f"propensity types: {types}", markup=False)
+    if report.top_factors:
+        factors = Table(title="most common influential factors", title_justify="left")
+        for column in ("code", "count", "high", "medium", "low"):
+            factors.add_column(column, justify="left" if column == "code" else "right")
+        for f in report.top_factors:
+            factors.add_row(f.code, f"{f.count:,}", f"{f.high:,}", f"{f.medium:,}", f"{f.low:,}")
+        out.print(factors)
+
+
+@app.command("merge", epilog=EPILOG)
+def merge_command(
+    directory: Annotated[Path, typer.Argument(help="A download directory (or one batch).")],
+    to: Annotated[Path, typer.Option("--to", help="The file to write: .parquet or .csv.")],
+) -> None:
+    """Merge every part below DIR into one parquet or CSV file, streaming (bounded memory).
+
+    Example: asyncdl merge ./scores/01E5QSWCAASFQ054FNBKYV6TIQ --to scores.parquet
+    """
+    try:
+        result = merge_parts(directory, to)
+    except AsyncdlError as error:
+        fail(str(error), _exit_code_for(error))
+    out.print(
+        f"merged {result.parts} parts, {result.rows:,} rows into {result.target} "
+        f"({_mb(result.bytes)})",
+        markup=False,
+    )
+
+
+@config_app.command("show")
+def config_show_command(ctx: typer.Context) -> None:
+    """Print the resolved AEP_* settings and where each came from (secrets masked).
+
+    Example: asyncdl --config ~/aepp-config.json config show
+    """
+    environment = _environment(ctx)
+    table = Table(title="asyncdl configuration (flags > environment > file)", title_justify="left")
+    table.add_column("setting")
+    table.add_column("value")
+    table.add_column("from")
+    for name in KNOWN_VARIABLES:
+        setting = environment.get(name)
+        if setting is not None:
+            table.add_row(name, setting.shown(name), setting.source)
+        elif name == "AEP_BASE_URL":
+            table.add_row(name, DEFAULT_BASE_URL, "default")
+        elif name == "AEP_SANDBOX":
+            table.add_row(name, "prod", "default")
+        else:
+            table.add_row(name, "-", "not set")
+    out.print(table)
 
 
 def main() -> None:
@@ -529,7 +1146,7 @@ def demo_command(
         token_lifetime=3600.0,
         faults=Faults(),
     )
-    listener = TerminalProgress(err, enabled=err.is_terminal)
+    listener = _listener(quiet=False, as_json=False)
 
     async def job() -> tuple[str, DownloadResult]:
         async with running_emulator(config) as emu:

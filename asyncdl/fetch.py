@@ -180,7 +180,11 @@ class _PartWriter:
             try:
                 # Unbuffered: writes are already >= 1 MiB, and a full disk then fails in write(),
                 # where it is translated, not later in close().
-                fh = await aiofiles.open(self.temp, "ab" if self.offset else "wb", buffering=0)
+                # Shielded: cancelled mid-open, the thread's file object would leak unclosed.
+                with anyio.CancelScope(shield=True):
+                    fh = await aiofiles.open(
+                        self.temp, "ab" if self.offset else "wb", buffering=0
+                    )
             except OSError as exc:
                 raise _storage_error(exc, self.temp) from exc
             pending = bytearray()
@@ -407,8 +411,9 @@ class _SegmentedRun:
                     f"{self.part.name}: asked for bytes from {offset}, got {stream.start}"
                 )
             try:
-                fh = await aiofiles.open(self.temp, "r+b", buffering=0)
-                await fh.seek(offset)
+                with anyio.CancelScope(shield=True):  # see _PartWriter.stream_from
+                    fh = await aiofiles.open(self.temp, "r+b", buffering=0)
+                    await fh.seek(offset)
             except OSError as exc:
                 raise _storage_error(exc, self.temp) from exc
             pending = bytearray()

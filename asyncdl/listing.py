@@ -110,9 +110,14 @@ async def iter_batches(
     status: str | None = "success",
     limit: int | None = None,
     created_client: str | None = "acp_foundation_push",
+    created_after_ms: int | None = None,
     newest_first: bool = True,
 ) -> AsyncIterator[Batch]:
-    """Catalog batches of a dataset, newest first, paging with ``start`` until a short page."""
+    """Catalog batches of a dataset, newest first, paging with ``start`` until a short page.
+
+    ``status`` and ``created_client`` default to the seed's query (Customer AI's scoring runs);
+    pass ``None`` to see every batch.
+    """
     url = client.api_url(f"{CATALOG_PATH}/batches")
     start = 0
     remaining = limit
@@ -128,6 +133,8 @@ async def iter_batches(
             params["createdClient"] = created_client
         if status:
             params["status"] = status
+        if created_after_ms is not None:
+            params["createdAfter"] = str(created_after_ms)
         body = await client.get_json(url, params=params)
         if not isinstance(body, dict):
             raise ProtocolError("Catalog /batches did not answer with an object keyed by batch id")

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -729,24 +729,47 @@ def batches_command(
         for item in batches:
             _emit(_batch_json(item))
         raise typer.Exit(EXIT_OK)
-    table = Table(title=f"batches of {dataset_id}", title_justify="left")
-    for column in ("batch id", "status", "created", "records", "bytes", "files"):
-        table.add_column(
-            column, justify="right" if column in ("records", "bytes", "files") else "left"
-        )
+    rows = []
     for item in batches:
         m = item.metrics
-        table.add_row(
-            item.id,
-            item.status,
-            _iso(item.created_ms),
-            "-" if m.output_record_count is None else f"{m.output_record_count:,}",
-            "-" if m.output_byte_size is None else _mb(m.output_byte_size),
-            "-" if m.output_file_count is None else str(m.output_file_count),
+        rows.append(
+            (
+                item.id,
+                item.status,
+                _iso(item.created_ms),
+                "-" if m.output_record_count is None else f"{m.output_record_count:,}",
+                "-" if m.output_byte_size is None else _mb(m.output_byte_size),
+                "-" if m.output_file_count is None else str(m.output_file_count),
+            )
         )
-    out.print(table)
+    _print_table(
+        f"batches of {dataset_id}",
+        ("batch id", "status", "created", "records", "bytes", "files"),
+        rows,
+        right=3,
+    )
     if not batches:
         out.print("no batches match", markup=False)
+
+
+def _print_table(
+    title: str, headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, right: int
+) -> None:
+    """A rich table on a terminal; tab-separated lines when piped (``| cut -f1`` works).
+
+    Columns from index ``right`` on are right-aligned (numbers).
+    """
+    if not out.is_terminal:
+        out.print("\t".join(headers), markup=False)
+        for row in rows:
+            out.print("\t".join(row), markup=False)
+        return
+    table = Table(title=title, title_justify="left")
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="right" if index >= right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
 
 
 def _parse_since(text: str) -> int:
@@ -794,13 +817,12 @@ def files_command(
             elif isinstance(entry, Rejected):
                 _emit({"name": entry.name, "rejected": str(entry.error)})
         raise typer.Exit(EXIT_OK)
-    table = Table(title=f"parts of batch {batch_id}", title_justify="left")
-    table.add_column("name")
-    table.add_column("bytes", justify="right")
-    table.add_column("directory")
-    for part in parts:
-        table.add_row(part.name, f"{part.size:,}", part.dataset_file_id)
-    out.print(table)
+    _print_table(
+        f"parts of batch {batch_id}",
+        ("name", "bytes", "directory"),
+        [(p.name, f"{p.size:,}", p.dataset_file_id) for p in parts],
+        right=1,
+    )
     markers = sum(1 for e in entries if isinstance(e, Marker))
     out.print(
         f"{len(parts)} parts, {_mb(sum(p.size for p in parts))} "
@@ -940,21 +962,18 @@ def config_show_command(ctx: typer.Context) -> None:
     Example: asyncdl --config ~/aepp-config.json config show
     """
     environment = _environment(ctx)
-    table = Table(title="asyncdl configuration (flags > environment > file)", title_justify="left")
-    table.add_column("setting")
-    table.add_column("value")
-    table.add_column("from")
+    out.print("# asyncdl configuration: flags > environment > config file", markup=False)
     for name in KNOWN_VARIABLES:
         setting = environment.get(name)
         if setting is not None:
-            table.add_row(name, setting.shown(name), setting.source)
+            value, source = setting.shown(name), setting.source
         elif name == "AEP_BASE_URL":
-            table.add_row(name, DEFAULT_BASE_URL, "default")
+            value, source = DEFAULT_BASE_URL, "default"
         elif name == "AEP_SANDBOX":
-            table.add_row(name, "prod", "default")
+            value, source = "prod", "default"
         else:
-            table.add_row(name, "-", "not set")
-    out.print(table)
+            value, source = "-", "not set"
+        out.print(f"{name}={value}  # {source}", markup=False)
 
 
 def main() -> None:

@@ -182,9 +182,7 @@ class _PartWriter:
                 # where it is translated, not later in close().
                 # Shielded: cancelled mid-open, the thread's file object would leak unclosed.
                 with anyio.CancelScope(shield=True):
-                    fh = await aiofiles.open(
-                        self.temp, "ab" if self.offset else "wb", buffering=0
-                    )
+                    fh = await aiofiles.open(self.temp, "ab" if self.offset else "wb", buffering=0)
             except OSError as exc:
                 raise _storage_error(exc, self.temp) from exc
             pending = bytearray()

@@ -11,7 +11,7 @@ from typing import Any
 import anyio.from_thread
 import pytest
 
-from asyncdl.config import Credentials, DownloadSettings
+from asyncdl.config import KNOWN_VARIABLES, Credentials, DownloadSettings
 from asyncdl.emulator import DatasetSpec, Emulator, EmulatorConfig, running_emulator
 
 EmulatorFactory = Callable[..., EmulatorConfig]
@@ -20,6 +20,16 @@ EmulatorFactory = Callable[..., EmulatorConfig]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def hermetic_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A developer's own AEP_* variables or config file must not leak into any test."""
+    for name in KNOWN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
 
 
 @pytest.fixture(scope="session")

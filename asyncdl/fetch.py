@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from aiofiles.threadpool.binary import AsyncFileIO
 
 __all__ = ["FetchOptions", "fetch_part", "part_paths"]
+
+log = logging.getLogger(__name__)
 
 _HASH_BLOCK = 1 << 20
 _UNLIMITED = 1 << 16
@@ -148,6 +151,7 @@ class _PartWriter:
             await self.rewind()
             return
         if on_disk:
+            log.info("%s: resuming at byte %d of %d", self.part.name, on_disk, self.part.size)
             self.hasher = await anyio.to_thread.run_sync(_hash_prefix, self.temp, on_disk)
             self.offset = on_disk
             self.listener.on_bytes(self.part, on_disk)
@@ -172,6 +176,7 @@ class _PartWriter:
         """One attempt: GET from ``offset`` to the end, appending to ``.part``."""
         async with client.open_stream(self.part.href, offset=self.offset) as stream:
             if self.offset and stream.status == 200:
+                log.info("%s: the server ignored Range; starting over", self.part.name)
                 await self.rewind()  # the server ignored Range: the body starts at byte 0
             elif stream.status == 206 and stream.start != self.offset:
                 raise RangeMismatchError(
@@ -300,7 +305,11 @@ async def _fetch_whole(
                 error, attempt=attempts, elapsed_s=time.monotonic() - started
             )
             if delay is None:
+                log.warning("%s: giving up after %d attempts: %s", part.name, attempts, error)
                 return _failed(part, writer.fetched, attempts, _describe(error))
+            log.info(
+                "%s: attempt %d failed (%s); retrying in %.1f s", part.name, attempts, error, delay
+            )
             listener.on_retry(part, attempts, error, delay)
             await anyio.sleep(delay)
 
@@ -472,6 +481,13 @@ async def _fetch_segmented(
         except OSError as exc:
             raise _storage_error(exc, temp) from exc
     run = _SegmentedRun(client, part, temp, plan, options, listener, slots)
+    log.info(
+        "%s: %d segments of %d bytes, %d bytes already on disk",
+        part.name,
+        len(plan.segments),
+        plan.segment_bytes,
+        plan.done,
+    )
     await run.save(force=True)
     listener.on_bytes(part, plan.done)
     range_unsupported = False

@@ -7,6 +7,7 @@ Names from the server are checked here, once, before they can become paths.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ __all__ = [
     "iter_parts",
     "latest_batches",
 ]
+
+log = logging.getLogger(__name__)
 
 CATALOG_PAGE_MAX = 100
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -200,6 +203,7 @@ async def _iter_pages(client: AEPClient, url: str) -> AsyncIterator[list[Any]]:
         if next_url in seen:  # a server that links a page to itself must not loop us forever
             raise ProtocolError(f"listing loops back to {next_url}")
         seen.add(next_url)
+        log.debug("listing page %s", next_url)
         body = await client.get_json(next_url)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -50,6 +51,8 @@ __all__ = [
     "resolve_run",
     "select_batches",
 ]
+
+log = logging.getLogger(__name__)
 
 _MANIFEST_INTERVAL_S = 1.0
 
@@ -463,6 +466,14 @@ async def download(
                         states.append(state)
                         state.complete_listing = not include and not exclude
                         listener.on_batch(batch)
+                        log.info(
+                            "batch %s (%s): Catalog claims %s files, %s bytes, %s records",
+                            batch.id,
+                            batch.status,
+                            batch.metrics.output_file_count,
+                            batch.metrics.output_byte_size,
+                            batch.metrics.output_record_count,
+                        )
                         async for part in _walk(client, state, include, exclude):
                             listener.on_queued(part)
                             await send.send(_Job(part=part, state=state))

@@ -224,6 +224,41 @@ class _PartWriter:
         self.listener.on_bytes(self.part, len(data))
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Transfer:
+    """Everything one part's fetch needs, whichever way it is fetched."""
+
+    client: AEPClient
+    part: Part
+    final: Path
+    temp: Path
+    options: FetchOptions
+    listener: ProgressListener
+    slots: StreamSlots
+
+    async def backoff(
+        self, error: AsyncdlError, *, attempt: int, started: float, total: int
+    ) -> bool:
+        """Wait before the next attempt after ``error``; False when the policy gives up.
+
+        ``attempt`` counts this stream's attempts, ``total`` the part's (for the listener).
+        """
+        if isinstance(error, RateLimitedError):
+            self.slots.on_throttled()
+        delay = self.options.policy.delay_s(
+            error, attempt=attempt, elapsed_s=time.monotonic() - started
+        )
+        if delay is None:
+            log.warning("%s: giving up after %d attempts: %s", self.part.name, attempt, error)
+            return False
+        log.info(
+            "%s: attempt %d failed (%s); retrying in %.1f s", self.part.name, attempt, error, delay
+        )
+        self.listener.on_retry(self.part, total, error, delay)
+        await anyio.sleep(delay)
+        return True
+
+
 async def fetch_part(
     client: AEPClient,
     part: Part,
@@ -247,29 +282,30 @@ async def fetch_part(
             return skipped
     if final.parent != batch_dir:  # a relpath with a dataSetFileId prefix (duplicate names)
         await anyio.Path(final.parent).mkdir(parents=True, exist_ok=True)
-    slots = slots or StreamSlots(_UNLIMITED, adaptive=False)
+    transfer = _Transfer(
+        client=client,
+        part=part,
+        final=final,
+        temp=temp,
+        options=options,
+        listener=listener,
+        slots=slots or StreamSlots(_UNLIMITED, adaptive=False),
+    )
     threshold = options.segment_threshold_bytes
     if threshold is not None and part.size >= threshold and part.size > options.segment_bytes:
-        segmented = await _fetch_segmented(client, part, final, temp, options, listener, slots)
+        segmented = await _fetch_segmented(transfer)
         if segmented is not None:
             return segmented
         # None: the server ignores Range (or the assembled file failed verification): one
         # stream from the start is the only way left.
-    return await _fetch_whole(client, part, final, temp, options, listener, slots)
+    return await _fetch_whole(transfer)
 
 
-async def _fetch_whole(
-    client: AEPClient,
-    part: Part,
-    final: Path,
-    temp: Path,
-    options: FetchOptions,
-    listener: ProgressListener,
-    slots: StreamSlots,
-) -> PartResult:
+async def _fetch_whole(transfer: _Transfer) -> PartResult:
     """One stream per attempt, each continuing where the bytes on disk end."""
+    client, part, options, slots = transfer.client, transfer.part, transfer.options, transfer.slots
     started = time.monotonic()
-    writer = _PartWriter(part, temp, listener, options.write_buffer_bytes)
+    writer = _PartWriter(part, transfer.temp, transfer.listener, options.write_buffer_bytes)
     await writer.resume()
     attempts = 0
     while True:
@@ -283,7 +319,7 @@ async def _fetch_whole(
                     slots.on_success()
                 elif part.size == 0:
                     await writer.rewind()  # creates the empty .part
-                rows = await _verify_and_rename(part, temp, final, options)
+                rows = await _verify_and_rename(transfer)
             if scope.cancelled_caught:
                 return _failed(part, writer.fetched, attempts, "per-part deadline exceeded")
             return PartResult(
@@ -297,35 +333,27 @@ async def _fetch_whole(
         except (StorageError, AuthError):
             raise
         except AsyncdlError as error:
-            if isinstance(error, RateLimitedError):
-                slots.on_throttled()
             if isinstance(error, VerificationError):
                 await writer.rewind()  # wrong bytes on disk: no prefix of them can be trusted
-            delay = options.policy.delay_s(
-                error, attempt=attempts, elapsed_s=time.monotonic() - started
-            )
-            if delay is None:
-                log.warning("%s: giving up after %d attempts: %s", part.name, attempts, error)
+            if not await transfer.backoff(error, attempt=attempts, started=started, total=attempts):
                 return _failed(part, writer.fetched, attempts, _describe(error))
-            log.info(
-                "%s: attempt %d failed (%s); retrying in %.1f s", part.name, attempts, error, delay
-            )
-            listener.on_retry(part, attempts, error, delay)
-            await anyio.sleep(delay)
 
 
-async def _verify_and_rename(
-    part: Part, temp: Path, final: Path, options: FetchOptions
-) -> int | None:
+async def _verify_and_rename(transfer: _Transfer) -> int | None:
     """The last step: the footer must read back before the file gets its real name."""
+    part, temp = transfer.part, transfer.temp
     rows: int | None = None
-    if options.verify_parquet and _is_parquet(part.name) and part.size > 0:
+    if transfer.options.verify_parquet and _is_parquet(part.name) and part.size > 0:
         rows = await anyio.to_thread.run_sync(_parquet_rows, temp, part.name)
+    await _rename(temp, transfer.final)
+    return rows
+
+
+async def _rename(temp: Path, final: Path) -> None:
     try:
         await anyio.to_thread.run_sync(os.replace, temp, final)
     except OSError as exc:
         raise _storage_error(exc, final) from exc
-    return rows
 
 
 class _RangeUnsupportedError(AsyncdlError):
@@ -349,23 +377,15 @@ def _preallocate(temp: Path, size: int, keep: int) -> None:
 class _SegmentedRun:
     """One part fetched as concurrent ranged segments written in place."""
 
-    def __init__(
-        self,
-        client: AEPClient,
-        part: Part,
-        temp: Path,
-        plan: SegmentPlan,
-        options: FetchOptions,
-        listener: ProgressListener,
-        slots: StreamSlots,
-    ) -> None:
-        self.client = client
-        self.part = part
-        self.temp = temp
+    def __init__(self, transfer: _Transfer, plan: SegmentPlan) -> None:
+        self.transfer = transfer
+        self.client = transfer.client
+        self.part = transfer.part
+        self.temp = transfer.temp
         self.plan = plan
-        self.options = options
-        self.listener = listener
-        self.slots = slots
+        self.options = transfer.options
+        self.listener = transfer.listener
+        self.slots = transfer.slots
         self.started = time.monotonic()
         self.attempts = 0
         self.fetched = 0
@@ -396,15 +416,10 @@ class _SegmentedRun:
             except (StorageError, AuthError, _RangeUnsupportedError):
                 raise
             except AsyncdlError as error:
-                if isinstance(error, RateLimitedError):
-                    self.slots.on_throttled()
-                delay = self.options.policy.delay_s(
-                    error, attempt=attempts, elapsed_s=time.monotonic() - self.started
-                )
-                if delay is None:
+                if not await self.transfer.backoff(
+                    error, attempt=attempts, started=self.started, total=self.attempts
+                ):
                     raise _SegmentFailedError(error) from error
-                self.listener.on_retry(self.part, self.attempts, error, delay)
-                await anyio.sleep(delay)
 
     async def _stream(self, segment: Segment) -> None:
         offset = segment.next_offset
@@ -456,16 +471,14 @@ class _SegmentedRun:
         await self.save()
 
 
-async def _fetch_segmented(
-    client: AEPClient,
-    part: Part,
-    final: Path,
-    temp: Path,
-    options: FetchOptions,
-    listener: ProgressListener,
-    slots: StreamSlots,
-) -> PartResult | None:
+async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
     """Several ranged streams at once into one preallocated ``.part``; ``None`` to fall back."""
+    part, temp, options, listener = (
+        transfer.part,
+        transfer.temp,
+        transfer.options,
+        transfer.listener,
+    )
     record = temp.with_name(temp.name + ".segments")
     plan = await anyio.to_thread.run_sync(
         lambda: SegmentPlan.load(size=part.size, segment_bytes=options.segment_bytes, record=record)
@@ -480,7 +493,7 @@ async def _fetch_segmented(
             await anyio.to_thread.run_sync(_preallocate, temp, part.size, prefix)
         except OSError as exc:
             raise _storage_error(exc, temp) from exc
-    run = _SegmentedRun(client, part, temp, plan, options, listener, slots)
+    run = _SegmentedRun(transfer, plan)
     log.info(
         "%s: %d segments of %d bytes, %d bytes already on disk",
         part.name,
@@ -519,10 +532,7 @@ async def _fetch_segmented(
     except VerificationError:
         await _abandon(run)
         return None
-    try:
-        await anyio.to_thread.run_sync(os.replace, temp, final)
-    except OSError as exc:
-        raise _storage_error(exc, final) from exc
+    await _rename(temp, transfer.final)
     await anyio.to_thread.run_sync(plan.discard)
     return PartResult(
         part=part,

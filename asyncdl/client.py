@@ -362,6 +362,64 @@ class AEPClient:
                 self._retry_listener.on_request_retry(url, attempt, error, delay)
                 await anyio.sleep(delay)
 
+    async def post_json(self, url: str, body: Any) -> Any:
+        """POST ``body`` as JSON; the answer's JSON (``None`` for an empty body).
+
+        POST is not idempotent: a replay after the request may have reached the server could
+        create a second export job or dataset. So only failures that prove the request was not
+        processed are retried with the run's policy: 429 and 503 (the service refused it before
+        doing anything) and a connection that could not be opened. A timeout, a dropped
+        connection or another 5xx is raised at once: the caller must look before trying again.
+        """
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._send("POST", url, json_body=body)
+                try:
+                    raw = await response.read()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise _translate(exc, url) from exc
+                finally:
+                    response.release()
+                if not raw.strip():
+                    return None
+                try:
+                    return json.loads(raw)
+                except ValueError as exc:
+                    raise ProtocolError(f"{url} did not answer with JSON") from exc
+            except (RateLimitedError, ServerError, ConnectError) as error:
+                not_processed = isinstance(error, ConnectError | RateLimitedError) or (
+                    isinstance(error, ServerError) and error.status == 503
+                )
+                delay = self._retry.delay_s(
+                    error, attempt=attempt, elapsed_s=time.monotonic() - started
+                )
+                if not not_processed or delay is None:
+                    raise
+                self._retry_listener.on_request_retry(url, attempt, error, delay)
+                await anyio.sleep(delay)
+
+    async def delete(self, url: str) -> None:
+        """DELETE ``url`` (any 2xx is success), retried with the run's policy: it is idempotent."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._send("DELETE", url)
+                response.release()
+                return
+            except AsyncdlError as error:
+                delay = self._retry.delay_s(
+                    error, attempt=attempt, elapsed_s=time.monotonic() - started
+                )
+                if delay is None:
+                    raise
+                self._retry_listener.on_request_retry(url, attempt, error, delay)
+                await anyio.sleep(delay)
+
     @asynccontextmanager
     async def open_stream(
         self, url: str, *, offset: int = 0, end: int | None = None

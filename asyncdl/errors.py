@@ -24,10 +24,15 @@ these into printed lines and exit codes.
     │   └── UnsafeNameError         a file name that would escape the output directory
     ├── VerificationError           downloaded bytes disagree with the listing or the Catalog
     ├── StorageError                the local disk refused (full, read-only, permissions)
-    └── NoBatchError                the dataset has no batch matching the request
+    ├── NoBatchError                the dataset has no batch matching the request
+    └── ExportJobError              an audience export job did not produce its batches
+        ├── ExportJobFailedError    AEP ended the job FAILED/CANCELLED (with AEP's errors)
+        └── ExportTimeoutError      still running when the wait's timeout ran out
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = [
     "APIError",
@@ -35,6 +40,9 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "ConnectError",
+    "ExportJobError",
+    "ExportJobFailedError",
+    "ExportTimeoutError",
     "ForeignOriginError",
     "NoBatchError",
     "NotFoundError",
@@ -166,3 +174,50 @@ class StorageError(AsyncdlError):
 
 class NoBatchError(AsyncdlError):
     """The dataset has no batch that matches the request."""
+
+
+class ExportJobError(AsyncdlError):
+    """An audience export job did not produce its batches."""
+
+
+class ExportJobFailedError(ExportJobError):
+    """AEP ended the job FAILED (or CANCELLED); ``errors`` holds AEP's (code, message) pairs."""
+
+    def __init__(
+        self, *, job_id: int, status: str, errors: Sequence[tuple[str | None, str]]
+    ) -> None:
+        detail = "; ".join(f"[{c}] {m}" if c else m for c, m in errors) or "AEP gave no reason"
+        super().__init__(f"export job {job_id} {status}: {detail}")
+        self.job_id = job_id
+        self.status = status
+        self.errors = tuple(errors)
+
+
+class ExportTimeoutError(ExportJobError):
+    """The job was still running when the wait's timeout ran out."""
+
+    def __init__(
+        self,
+        *,
+        job_id: int,
+        timeout_s: float,
+        last_status: str | None,
+        cancelled: bool,
+        cancel_error: AsyncdlError | None = None,
+    ) -> None:
+        message = (
+            f"export job {job_id} did not finish within {timeout_s:g} s "
+            f"(last status {last_status or 'unknown'})"
+        )
+        if cancelled:
+            message += "; AEP was asked to cancel it"
+        elif cancel_error is not None:
+            message += f"; cancelling it failed: {cancel_error}"
+        else:
+            message += "; it was left running"
+        super().__init__(message)
+        self.job_id = job_id
+        self.timeout_s = timeout_s
+        self.last_status = last_status
+        self.cancelled = cancelled
+        self.cancel_error = cancel_error

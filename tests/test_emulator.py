@@ -662,21 +662,187 @@ def test_config_is_validated() -> None:
 # -- export jobs and recording -------------------------------------------------------------------
 
 
+JOBS = "/data/core/ups/export/jobs"
+DATASETS = "/data/foundation/catalog/dataSets"
+
+
+def export_request(dataset_id: str, *segments: str, **destination: Any) -> dict[str, Any]:
+    return {
+        "fields": "person.name.firstName,personalEmail.address",
+        "mergePolicy": {"id": "mp", "version": 1},
+        "filter": {
+            "segments": [
+                {"segmentId": s, "segmentNs": "ups", "status": ["realized", "existing"]}
+                for s in segments or ("seg",)
+            ]
+        },
+        "destination": {"datasetId": dataset_id, **destination},
+        "schema": {"name": "_xdm.context.profile"},
+    }
+
+
+async def post_json(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
+    async with http.post(url, json=body) as response:
+        return response.status, await response.json(content_type=None)
+
+
 @pytest.mark.anyio
-async def test_export_job_reaches_the_latest_batch(cache_dir: Path) -> None:
-    async with serving(cache_dir) as (emulator, http):
-        request = {"fields": "identities.id", "destination": {"datasetId": DATASET}}
-        async with http.post("/data/core/ups/export/jobs", json=request) as response:
-            job = await response.json()
-        assert job["status"] == "NEW"
-        statuses = []
-        for _ in range(3):
-            _, job, _ = await get_json(http, f"/data/core/ups/export/jobs/{job['id']}")
+async def test_create_dataset(cache_dir: Path) -> None:
+    async with serving(cache_dir) as (_, http):
+        schema = {"id": "https://ns.adobe.com/xdm/context/profile__union"}
+        status, body = await post_json(http, DATASETS, {"name": "Audience", "schemaRef": schema})
+        assert status == 201
+        (ref,) = body
+        assert ref.startswith("@/dataSets/")
+        dataset_id = ref.removeprefix("@/dataSets/")
+        status, dataset, _ = await get_json(http, f"{DATASETS}/{dataset_id}")
+        assert status == 200
+        assert dataset[dataset_id]["name"] == "Audience"
+        assert dataset[dataset_id]["schemaRef"]["id"] == schema["id"]
+        assert "lastBatchId" not in dataset[dataset_id]
+        for bad in ({"schemaRef": schema}, {"name": "x"}, None):
+            status, problem = await post_json(http, DATASETS, bad)
+            assert status == 400
+            assert problem["title"] == "Bad Request"
+
+
+@pytest.mark.anyio
+async def test_export_job_moves_through_its_statuses_and_writes_a_batch(cache_dir: Path) -> None:
+    async with serving(cache_dir, export_duration_s=0.3) as (emulator, http):
+        status, job = await post_json(http, JOBS, export_request(DATASET))
+        assert (status, job["status"], job["id"]) == (200, "NEW", 11000)
+        statuses: list[str] = []
+        while not statuses or statuses[-1] not in {"SUCCEEDED", "FAILED"}:
+            _, job, _ = await get_json(http, f"{JOBS}/{job['id']}")
             statuses.append(job["status"])
-        assert statuses == ["PROCESSING", "SUCCEEDED", "SUCCEEDED"]
-        assert job["destination"]["batchId"] == newest_success(emulator).id
+            if statuses[-1] != "SUCCEEDED":
+                assert job["destination"]["batchId"] == ""
+            await anyio.sleep(0.02)
+        assert list(dict.fromkeys(statuses)) == ["NEW", "PROCESSING", "SUCCEEDED"]
+        (batch,) = emulator.export_batches
+        assert job["destination"] == {
+            "datasetId": DATASET,
+            "segmentPerBatch": False,
+            "batchId": batch.id,
+        }
+        assert job["metrics"]["totalExportedProfileCounter"] == batch.rows == 500
+        # Catalog and Data Access serve it like any batch, with metrics true to the bytes.
+        _, catalog, _ = await get_json(http, f"{BATCHES}/{batch.id}")
+        metrics = catalog[batch.id]["metrics"]
+        assert metrics["outputByteSize"] == batch.size
+        assert metrics["outputRecordCount"] == batch.rows
+        assert metrics["outputFileCount"] == len(batch.parts) == 2
+        _, files, _ = await get_json(http, f"{EXPORT}/batches/{batch.id}/files")
+        (listing,) = files["data"]
+        entries = await walk_directory(http, listing["_links"]["self"]["href"])
+        lengths = {e["name"]: int(e["length"]) for e in entries if e["name"] != "_SUCCESS"}
+        assert lengths == {part.name: part.size for part in batch.parts}
+        part = batch.parts[0]
+        async with http.get(f"{EXPORT}/files/{part.directory}", params={"path": part.name}) as r:
+            assert await r.read() == part.path.read_bytes()
+        schema = pq.read_schema(part.path)
+        assert schema.names == [
+            "personID",
+            "identityMap",
+            "person",
+            "personalEmail",
+            "segmentMembership",
+        ]
+        assert str(schema.field("person").type) == "struct<name: struct<firstName: string>>"
+        _, newest, _ = await get_json(
+            http, BATCHES, dataSet=DATASET, orderBy="desc:created", limit="1"
+        )
+        assert list(newest) == [batch.id]
+
+
+@pytest.mark.anyio
+async def test_export_job_bytes_are_cached_by_content(cache_dir: Path) -> None:
+    async with serving(cache_dir, export_duration_s=0.0) as (emulator, http):
+        for _ in range(2):
+            await post_json(http, JOBS, export_request(DATASET, "same"))
+        for job_id in (11000, 11001):
+            await get_json(http, f"{JOBS}/{job_id}")
+        first, second = emulator.export_batches
+        assert first.id != second.id
+        assert [p.path for p in first.parts] == [p.path for p in second.parts]
+
+
+@pytest.mark.anyio
+async def test_segment_per_batch_and_both_dataset_spellings(cache_dir: Path) -> None:
+    async with serving(cache_dir, export_duration_s=0.0) as (emulator, http):
+        await post_json(http, JOBS, export_request(DATASET))  # 11000: spelled datasetId
+        body = export_request(DATASET, "a", "b", segmentPerBatch=True)
+        _, job = await post_json(http, JOBS, body)
+        _, job, _ = await get_json(http, f"{JOBS}/{job['id']}")
+        assert job["id"] == 11001
+        destination = job["destination"]
+        assert destination["dataSetId"] == DATASET
+        assert "datasetId" not in destination
+        batches = destination["batches"]
+        assert [b["segmentId"] for b in batches] == ["a", "b"]
+        assert [b["batchId"] for b in batches] == [b.id for b in emulator.export_batches]
+        assert job["metrics"]["totalExportedProfileCounter"] == 1000
+
+
+@pytest.mark.anyio
+async def test_export_fail_option(cache_dir: Path) -> None:
+    async with serving(cache_dir, export_duration_s=0.0, export_fail=True) as (emulator, http):
+        _, job = await post_json(http, JOBS, export_request(DATASET))
+        _, job, _ = await get_json(http, f"{JOBS}/{job['id']}")
+        assert job["status"] == "FAILED"
+        assert job["errors"] == [
+            {"code": "0090000009", "msg": "Profile export failed: segment evaluation timed out"}
+        ]
+        assert emulator.export_batches == ()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("change", "status", "detail"),
+    [
+        ({"destination": {}}, 400, "destination.datasetId"),
+        ({"filter": {"segments": []}}, 400, "filter.segments"),
+        ({"filter": {"segments": [{"segmentNs": "ups"}]}}, 400, "filter.segments"),
+        ({"schema": {"name": "other"}}, 400, "schema.name"),
+        ({"fields": "a..b"}, 400, "fields"),
+        ({"destination": {"datasetId": "nope"}}, 422, "does not exist"),
+    ],
+)
+async def test_export_job_validation(
+    cache_dir: Path, change: dict[str, Any], status: int, detail: str
+) -> None:
+    async with serving(cache_dir) as (_, http):
+        got, problem = await post_json(http, JOBS, {**export_request(DATASET), **change})
+        assert got == status
+        assert problem["status"] == status
+        assert detail in problem["detail"]
+
+
+@pytest.mark.anyio
+async def test_export_job_listing_pages_and_cancel(cache_dir: Path) -> None:
+    async with serving(cache_dir, export_duration_s=30.0) as (emulator, http):
+        for _ in range(3):
+            await post_json(http, JOBS, export_request(DATASET))
+        async with http.delete(f"{JOBS}/11001") as response:
+            assert response.status == 204
+        async with http.delete(f"{JOBS}/99") as response:
+            assert response.status == 404
+        status, page, _ = await get_json(http, JOBS, limit="2")
+        assert status == 200
+        assert [r["id"] for r in page["records"]] == [11002, 11001]
+        assert [r["status"] for r in page["records"]] == ["NEW", "CANCELLED"]
+        assert page["page"]["pageSize"] == 2
+        # Relative to the Profile service root, as in Adobe's examples.
+        assert page["link"]["next"] == "/export/jobs/?limit=2&offset=2"
+        _, last, _ = await get_json(http, "/data/core/ups" + page["link"]["next"])
+        assert [r["id"] for r in last["records"]] == [11000]
+        assert last["link"]["next"] == ""
+        _, cancelled, _ = await get_json(http, JOBS, status="CANCELLED")
+        assert [r["id"] for r in cancelled["records"]] == [11001]
         await emulator.wait_idle()
-        assert {r.kind for r in emulator.requests} == {"export"}
+        (delete, missing) = [r for r in emulator.requests if r.method == "DELETE"]
+        assert (delete.path, delete.status, delete.kind) == (f"{JOBS}/11001", 204, "export")
+        assert missing.status == 404
 
 
 @pytest.mark.anyio

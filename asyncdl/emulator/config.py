@@ -136,6 +136,13 @@ class EmulatorConfig:
     client_secret: str = "emulator-secret"
     token_lifetime_s: float = 86399.0
     faults: Faults = Faults()
+    # Profile export jobs (emulator/exports.py): seconds from NEW to the end (a quarter NEW, the
+    # rest PROCESSING), whether every job ends FAILED with AEP-style errors instead of
+    # SUCCEEDED, and the size of the profile batches a job writes.
+    export_duration_s: float = 2.0
+    export_fail: bool = False
+    export_rows_per_segment: int = 500
+    export_parts_per_batch: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(self.datasets))
@@ -154,6 +161,10 @@ class EmulatorConfig:
             raise ConfigError(f"token_lifetime_s must be > 0, got {self.token_lifetime_s!r}")
         if not self.sandbox:
             raise ConfigError("sandbox must not be empty")
+        if not (math.isfinite(self.export_duration_s) and self.export_duration_s >= 0):
+            raise ConfigError(f"export_duration_s must be >= 0, got {self.export_duration_s!r}")
+        if self.export_rows_per_segment < 1 or self.export_parts_per_batch < 1:
+            raise ConfigError("export_rows_per_segment and export_parts_per_batch must be >= 1")
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
     def data_fields(self) -> dict[str, Any]:

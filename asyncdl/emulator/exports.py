@@ -1,23 +1,253 @@
-"""A minimal Profile export-jobs service (``/data/core/ups/export/jobs``): enough for a client
-that asks for an audience export to a dataset and polls until it has a batch id.
+"""The Profile export-jobs service (``/data/core/ups/export/jobs``) and the Catalog additions it
+needs: datasets created with ``POST /dataSets`` and the profile batches a job writes into them.
 
-A job moves one step per status read: NEW (on creation) → PROCESSING → SUCCEEDED, whose
-``destination.batchId`` is the target dataset's newest successful batch; a target without one
-ends FAILED. Cancelling answers 204 and marks the job CANCELLED.
+A job is NEW for the first quarter of ``export_duration_s``, PROCESSING until the whole duration
+has passed, then SUCCEEDED, or FAILED with AEP-style ``errors[{code, msg}]`` when ``export_fail``
+is set. The status is worked out from the clock on every read, so the pace does not depend on how
+often a client polls. A job's profile parquet parts are generated when it is created (off the
+event loop; cached on disk by content, like the world's parts) and registered in the ``Index``
+when the job is first seen SUCCEEDED: from then on Catalog and Data Access serve them like any
+batch, with true metrics. With ``segmentPerBatch`` every segment gets its own batch. ``DELETE``
+answers 204 and cancels a job that is still running. Adobe's examples spell the destination's
+dataset key both ways, so this service does too: ``datasetId`` for even job ids, ``dataSetId``
+for odd ones. Nothing here does HTTP; the server turns the (status, body) pairs into answers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import random
+import secrets
 import time
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+import anyio
+import pyarrow as pa
+import pyarrow.compute as _pc
+import pyarrow.parquet as pq
+
+from asyncdl.emulator.config import EmulatorConfig
+from asyncdl.emulator.data import (
+    _DIGITS,
+    ECID_DIGITS,
+    GENERATOR_VERSION,
+    ROW_GROUP_ROWS,
+    TruthBatch,
+    TruthDataset,
+    TruthFile,
+    TruthPart,
+    _ulid,
+)
 from asyncdl.emulator.views import Index, problem
 
-__all__ = ["EXPORT_JOBS_PATH", "ExportJobs"]
+# The compute stubs reject scalar operands pyarrow accepts (see data.py).
+pc: Any = _pc
+
+__all__ = ["EXPORT_JOBS_PATH", "PROFILE_SCHEMA_NAME", "ExportJobs"]
 
 EXPORT_JOBS_PATH = "/data/core/ups/export/jobs"
+#: ``link.next`` is relative to the Profile service root, as in Adobe's examples.
+_NEXT_LINK_PATH = "/export/jobs/"
+PROFILE_SCHEMA_NAME = "_xdm.context.profile"
+#: What a job exports when its request names no ``fields``.
+DEFAULT_FIELDS = ("person.name.firstName", "person.name.lastName", "personalEmail.address")
+#: Bump when the generated profile bytes change for the same request.
+PROFILE_GENERATOR_VERSION = 1
 _FIRST_JOB_ID = 11_000  # real job ids are plain integers
+_FIXED_COLUMNS = frozenset({"personID", "identityMap", "segmentMembership"})
+_NEW_FRACTION = 0.25  # of export_duration_s
+#: Qualification times sit in the 30 days before this instant (fixed: reproducible bytes).
+_QUALIFIED_BEFORE_MS = 1_748_736_000_000
+_THIRTY_DAYS_MS = 30 * 86_400_000
+_FAILURE = {"code": "0090000009", "msg": "Profile export failed: segment evaluation timed out"}
+
+_IDENTITY = pa.struct([pa.field("id", pa.string()), pa.field("primary", pa.bool_())])
+_IDENTITY_LIST = pa.list_(pa.field("element", _IDENTITY))
+_MEMBERSHIP = pa.struct(
+    [
+        pa.field("status", pa.string()),
+        pa.field("lastQualificationTime", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+_STATUSES = pa.array(["realized", "existing"], pa.string())
+_U8_1 = pa.scalar(1, pa.uint8())
+_U64_11 = pa.scalar(11, pa.uint64())
+_F_2_POW_M53 = pa.scalar(2.0**-53, pa.float64())
+_F_WINDOW = pa.scalar(float(_THIRTY_DAYS_MS), pa.float64())
+_I_BEFORE = pa.scalar(_QUALIFIED_BEFORE_MS, pa.int64())
+
+
+# -- generated profile parts ---------------------------------------------------------------------
+
+
+def _field_tree(paths: Sequence[str]) -> dict[str, Any]:
+    """Dotted XDM paths → nested dict (``None`` marks a leaf); a deeper path wins over a leaf."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        *parents, leaf = path.split(".")
+        if (parents[0] if parents else leaf) in _FIXED_COLUMNS:
+            continue  # always present: identity and membership are what an export is about
+        node = tree
+        for name in parents:
+            child = node.get(name)
+            if not isinstance(child, dict):
+                child = node[name] = {}
+            node = child
+        node.setdefault(leaf, None)
+    return tree
+
+
+def _digit_strings(rng: random.Random, n: int, width: int) -> pa.StringArray:
+    """``n`` random strings of ``width`` ASCII digits, built in one buffer."""
+    digits = rng.randbytes(width * n).translate(_DIGITS)
+    offsets = pa.array(range(0, width * (n + 1), width), pa.int32())
+    return cast(
+        pa.StringArray,
+        pa.Array.from_buffers(pa.string(), n, [None, offsets.buffers()[1], pa.py_buffer(digits)]),
+    )
+
+
+def _single_entry_map(n: int, key: str, items: Any) -> Any:
+    """A map column with one entry per row, ``key`` → that row of ``items``."""
+    # The stubs insist on int64 offsets; a map array takes int32 ones at runtime.
+    from_arrays: Any = pa.MapArray.from_arrays
+    offsets = pa.array(range(n + 1), pa.int32())
+    return from_arrays(offsets, pa.repeat(pa.scalar(key, pa.string()), n), items)
+
+
+def _uniform(rng: random.Random, n: int) -> pa.DoubleArray:
+    words = pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(rng.randbytes(8 * n))])
+    result: pa.DoubleArray = pc.multiply(
+        pc.cast(pc.shift_right(words, _U64_11), pa.float64()), _F_2_POW_M53
+    )
+    return result
+
+
+def _field_column(rng: random.Random, n: int, name: str, subtree: dict[str, Any] | None) -> Any:
+    if subtree is None:
+        return pc.binary_join_element_wise(
+            pa.scalar(f"{name}-", pa.string()), _digit_strings(rng, n, 8), ""
+        )
+    children = [_field_column(rng, n, key, value) for key, value in subtree.items()]
+    return pa.StructArray.from_arrays(children, names=list(subtree))
+
+
+def _profiles(rng: random.Random, n: int, *, segment_id: str, tree: dict[str, Any]) -> pa.Table:
+    """``n`` profiles qualified for ``segment_id``: identity, the requested fields, membership."""
+    ecid = _digit_strings(rng, n, ECID_DIGITS)
+    identity = pa.StructArray.from_arrays(
+        [ecid, pa.repeat(pa.scalar(True), n)], fields=list(_IDENTITY)
+    )
+    one_each = pa.array(range(n + 1), pa.int32())  # list offsets: one identity per profile
+    identity_map = _single_entry_map(
+        n, "ECID", pa.ListArray.from_arrays(one_each, identity, type=_IDENTITY_LIST)
+    )
+    flags = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(rng.randbytes(n))])
+    status = pc.take(_STATUSES, pc.bit_wise_and(flags, _U8_1))
+    ago = pc.cast(pc.floor(pc.multiply(_uniform(rng, n), _F_WINDOW)), pa.int64())
+    qualified = pc.cast(pc.subtract(_I_BEFORE, ago), pa.timestamp("ms", tz="UTC"))
+    # segmentMembership.ups.<segmentId> = {status, lastQualificationTime}, as XDM nests it.
+    membership = _single_entry_map(
+        n,
+        "ups",
+        _single_entry_map(
+            n,
+            segment_id,
+            pa.StructArray.from_arrays([status, qualified], fields=list(_MEMBERSHIP)),
+        ),
+    )
+    columns: dict[str, Any] = {"personID": ecid, "identityMap": identity_map}
+    for name, subtree in tree.items():
+        columns[name] = _field_column(rng, n, name, subtree)
+    columns["segmentMembership"] = membership
+    return pa.table(columns)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _GeneratedPart:
+    name: str
+    path: Path
+    size: int
+    rows: int
+
+
+def _generate_profile_parts(
+    root: Path,
+    *,
+    seed: int,
+    segment_ids: Sequence[str],
+    fields: Sequence[str],
+    rows_per_segment: int,
+    parts: int,
+) -> list[_GeneratedPart]:
+    """The parquet parts of one export batch under ``root`` (blocking), reused when cached.
+
+    The directory is named by a hash of everything that decides the bytes, so a repeated
+    request costs a few ``stat`` calls, and every part is written to a temp name and renamed.
+    """
+    material = {
+        "generator": GENERATOR_VERSION,
+        "profiles": PROFILE_GENERATOR_VERSION,
+        "pyarrow": pa.__version__,
+        "seed": seed,
+        "segments": list(segment_ids),
+        "fields": list(fields),
+        "rows_per_segment": rows_per_segment,
+        "parts": parts,
+    }
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+    directory = root / key
+    rng = random.Random(f"asyncdl-emulator/profiles/{key}")
+    tid = rng.randrange(10**18, 10**19)
+    job = uuid.UUID(int=rng.getrandbits(128), version=4)
+    total = rows_per_segment * len(segment_ids)
+    count = max(1, min(parts, total))
+    names = [f"part-{i:05d}-tid-{tid}-{job}-611-1-c000.snappy.parquet" for i in range(count)]
+    paths = [directory / name for name in names]
+    if not all(path.exists() for path in paths):  # complete by construction (renamed into place)
+        tree = _field_tree(fields)
+        table = pa.concat_tables(
+            [_profiles(rng, rows_per_segment, segment_id=s, tree=tree) for s in segment_ids]
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        start = 0
+        for index, path in enumerate(paths):
+            rows = total // count + (1 if index < total % count else 0)
+            _write_atomically(path, table.slice(start, rows))
+            start += rows
+    return [
+        _GeneratedPart(
+            name=name, path=path, size=path.stat().st_size, rows=pq.read_metadata(path).num_rows
+        )
+        for name, path in zip(names, paths, strict=True)
+    ]
+
+
+def _write_atomically(path: Path, table: pa.Table) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="snappy", row_group_size=ROW_GROUP_ROWS)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Output:
+    """One batch a job writes: for one segment (``segmentPerBatch``) or for all of them."""
+
+    segment_id: str | None
+    batch: TruthBatch | None  # None for a job that is going to fail: nothing was generated
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -25,37 +255,115 @@ class _Job:
     id: int
     dataset_id: str
     request: dict[str, Any]
-    status: str
+    segment_ids: tuple[str, ...]
+    segment_per_batch: bool
     created_ms: int
-    updated_ms: int
+    started_s: float  # time.monotonic() at creation
+    outputs: tuple[_Output, ...]
+    cancelled_ms: int | None = None
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _bad_request(detail: str) -> tuple[int, dict[str, Any]]:
+    return 400, problem(status=400, title="Bad Request", detail=detail, code="UPS-EXPORT-400")
+
+
+def _segments(request: Mapping[str, Any]) -> tuple[str, ...] | None:
+    filter_ = request.get("filter")
+    segments = filter_.get("segments") if isinstance(filter_, dict) else None
+    if not isinstance(segments, list) or not segments:
+        return None
+    ids = []
+    for segment in segments:
+        segment_id = segment.get("segmentId") if isinstance(segment, dict) else None
+        if not isinstance(segment_id, str) or not segment_id:
+            return None
+        if segment_id not in ids:
+            ids.append(segment_id)
+    return tuple(ids)
+
+
+def _fields(request: Mapping[str, Any]) -> tuple[str, ...] | None:
+    raw = request.get("fields")
+    if raw is None:
+        return DEFAULT_FIELDS
+    if not isinstance(raw, str):
+        return None
+    fields = tuple(f.strip() for f in raw.split(",") if f.strip())
+    if any("" in (name.strip() for name in f.split(".")) for f in fields):
+        return None
+    return fields or DEFAULT_FIELDS
+
+
 class ExportJobs:
-    """Job state for one emulator; every method returns (status, JSON body or None)."""
+    """Export jobs and created datasets of one emulator; methods return (status, JSON body)."""
 
-    def __init__(self, index: Index, *, org_id: str) -> None:
+    def __init__(self, index: Index, *, config: EmulatorConfig) -> None:
         self._index = index
-        self._org_id = org_id
+        self._config = config
+        self._root = config.cache_dir / "exports"
         self._jobs: dict[int, _Job] = {}
+        self._registered: dict[str, TruthBatch] = {}
+        self._next_id = _FIRST_JOB_ID
 
-    def create(self, body: object) -> tuple[int, dict[str, Any]]:
+    @property
+    def batches(self) -> tuple[TruthBatch, ...]:
+        """Batches written by succeeded jobs so far, oldest first: the ground truth of exports."""
+        return tuple(self._registered.values())
+
+    # -- Catalog: POST /dataSets ----------------------------------------------------------------
+
+    def create_dataset(self, body: object) -> tuple[int, Any]:
+        """An empty dataset; Catalog answers ``["@/dataSets/{id}"]`` with 201."""
+        request: Mapping[str, Any] = body if isinstance(body, dict) else {}
+        name = request.get("name")
+        if not isinstance(name, str) or not name.strip():
+            return 400, problem(
+                status=400, title="Bad Request", detail="name is required", code="CAT-1104-400"
+            )
+        schema = request.get("schemaRef")
+        schema_id = schema.get("id") if isinstance(schema, dict) else None
+        if not isinstance(schema_id, str) or not schema_id:
+            return 400, problem(
+                status=400,
+                title="Bad Request",
+                detail="schemaRef.id is required",
+                code="CAT-1104-400",
+            )
+        dataset = TruthDataset(
+            id=secrets.token_hex(12),  # Catalog ids are 24 hex digits
+            name=name,
+            view_id=secrets.token_hex(12),
+            schema_id=schema_id,
+            propensity="",  # not a scores dataset
+            created_ms=_now_ms(),
+            batches=(),
+        )
+        self._index.datasets[dataset.id] = dataset
+        return 201, [f"@/dataSets/{dataset.id}"]
+
+    # -- Profile: /export/jobs ------------------------------------------------------------------
+
+    async def create(self, body: object) -> tuple[int, dict[str, Any]]:
         request: dict[str, Any] = body if isinstance(body, dict) else {}
         destination = request.get("destination")
         dataset_id = None
         if isinstance(destination, dict):
-            # Adobe's examples spell the key both ways.
             dataset_id = destination.get("datasetId") or destination.get("dataSetId")
-        if not isinstance(dataset_id, str):
-            return 400, problem(
-                status=400,
-                title="Bad Request",
-                detail="destination.datasetId is required",
-                code="UPS-EXPORT-400",
-            )
+        if not isinstance(dataset_id, str) or not dataset_id:
+            return _bad_request("destination.datasetId is required")
+        segment_ids = _segments(request)
+        if segment_ids is None:
+            return _bad_request("filter.segments must list at least one {segmentId}")
+        fields = _fields(request)
+        if fields is None:
+            return _bad_request("fields must be a comma-separated list of XDM paths")
+        schema = request.get("schema")
+        if not isinstance(schema, dict) or schema.get("name") != PROFILE_SCHEMA_NAME:
+            return _bad_request(f"schema.name must be {PROFILE_SCHEMA_NAME!r}")
         if dataset_id not in self._index.datasets:
             return 422, problem(
                 status=422,
@@ -63,51 +371,131 @@ class ExportJobs:
                 detail=f"dataset {dataset_id} does not exist",
                 code="UPS-EXPORT-422",
             )
+        assert isinstance(destination, dict)
+        per_batch = destination.get("segmentPerBatch") is True
+        job_id, self._next_id = self._next_id, self._next_id + 1
         now = _now_ms()
+        finished_ms = now + int(self._config.export_duration_s * 1000)
+        groups = [(s, (s,)) for s in segment_ids] if per_batch else [(None, segment_ids)]
+        outputs = []
+        for segment_id, segments in groups:
+            batch = None
+            if not self._config.export_fail:
+                batch = await anyio.to_thread.run_sync(
+                    self._batch, dataset_id, segments, fields, finished_ms
+                )
+            outputs.append(_Output(segment_id=segment_id, batch=batch))
         job = _Job(
-            id=_FIRST_JOB_ID + len(self._jobs),
+            id=job_id,
             dataset_id=dataset_id,
             request=request,
-            status="NEW",
+            segment_ids=segment_ids,
+            segment_per_batch=per_batch,
             created_ms=now,
-            updated_ms=now,
+            started_s=time.monotonic(),
+            outputs=tuple(outputs),
         )
         self._jobs[job.id] = job
-        return 200, self._json(job)
+        # The creation answer is the job as queued, whatever the pace.
+        return 200, self._json(job, "NEW")
 
     def get(self, raw_id: str) -> tuple[int, dict[str, Any]]:
         job = self._find(raw_id)
         if job is None:
             return 404, self._missing(raw_id)
-        if job.status in {"NEW", "PROCESSING"}:
-            job = replace(job, status=self._next_status(job), updated_ms=_now_ms())
-            self._jobs[job.id] = job
-        return 200, self._json(job)
+        return 200, self._json(job, self._observe(job))
 
     def list(self, *, limit: int, offset: int, status: str | None) -> tuple[int, dict[str, Any]]:
-        jobs = [j for j in self._jobs.values() if status is None or j.status == status]
+        wanted = status.upper() if status else None
+        jobs = []
+        for job in sorted(self._jobs.values(), key=lambda j: j.id, reverse=True):  # newest first
+            current = self._observe(job)
+            if wanted is None or current == wanted:
+                jobs.append((job, current))
         page = jobs[offset : offset + limit]
+        next_link = ""
+        if offset + limit < len(jobs):
+            next_link = f"{_NEXT_LINK_PATH}?limit={limit}&offset={offset + limit}"
+            if wanted is not None:
+                next_link += f"&status={wanted}"
         return 200, {
-            "records": [self._json(j) for j in page],
+            "records": [self._json(job, current) for job, current in page],
             "page": {
                 "sortField": "createdTime",
                 "sort": "desc",
-                "pageOffset": offset,
+                "pageOffset": str(offset),
                 "pageSize": len(page),
             },
-            "link": {
-                "next": f"?offset={offset + limit}&limit={limit}"
-                if offset + limit < len(jobs)
-                else ""
-            },
+            "link": {"next": next_link},
         }
 
     def cancel(self, raw_id: str) -> tuple[int, dict[str, Any] | None]:
         job = self._find(raw_id)
         if job is None:
             return 404, self._missing(raw_id)
-        self._jobs[job.id] = replace(job, status="CANCELLED", updated_ms=_now_ms())
+        if self._observe(job) in {"NEW", "PROCESSING"}:
+            self._jobs[job.id] = replace(job, cancelled_ms=_now_ms())
         return 204, None
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _batch(
+        self,
+        dataset_id: str,
+        segment_ids: tuple[str, ...],
+        fields: tuple[str, ...],
+        created_ms: int,
+    ) -> TruthBatch:
+        """Generate (or reuse) a batch's parts; blocking, so called in a worker thread."""
+        config = self._config
+        generated = _generate_profile_parts(
+            self._root,
+            seed=config.seed,
+            segment_ids=segment_ids,
+            fields=fields,
+            rows_per_segment=config.export_rows_per_segment,
+            parts=config.export_parts_per_batch,
+        )
+        batch_id = _ulid(created_ms, random.Random(secrets.randbits(64)))
+        file_id = f"{batch_id}-1"
+        parts = tuple(
+            TruthPart(name=p.name, path=p.path, size=p.size, rows=p.rows, directory=file_id)
+            for p in generated
+        )
+        return TruthBatch(
+            id=batch_id,
+            dataset_id=dataset_id,
+            status="success",
+            created_ms=created_ms,
+            files=(TruthFile(dataset_file_id=file_id, parts=parts),),
+        )
+
+    def _observe(self, job: _Job) -> str:
+        """The job's status now; the first SUCCEEDED seen makes its batches visible."""
+        if job.cancelled_ms is not None:
+            return "CANCELLED"
+        elapsed = time.monotonic() - job.started_s
+        duration = self._config.export_duration_s
+        if elapsed >= duration:
+            if self._config.export_fail:
+                return "FAILED"
+            self._register(job)
+            return "SUCCEEDED"
+        return "NEW" if elapsed < duration * _NEW_FRACTION else "PROCESSING"
+
+    def _register(self, job: _Job) -> None:
+        """Make a succeeded job's batches visible to Catalog and Data Access (once)."""
+        index = self._index
+        for output in job.outputs:
+            batch = output.batch
+            if batch is None or batch.id in self._registered:
+                continue
+            dataset = index.datasets[batch.dataset_id]
+            index.datasets[dataset.id] = replace(dataset, batches=(*dataset.batches, batch))
+            index.batches[batch.id] = batch
+            index.predecessors[batch.id] = []  # an export replaces nothing
+            index._index_batch(batch)  # the same directory index the world's batches get
+            self._registered[batch.id] = batch
 
     def _find(self, raw_id: str) -> _Job | None:
         try:
@@ -124,34 +512,42 @@ class ExportJobs:
             code="UPS-EXPORT-404",
         )
 
-    def _newest_success(self, dataset_id: str) -> str | None:
-        dataset = self._index.datasets[dataset_id]
-        ids = [b.id for b in dataset.batches if b.status == "success"]
-        return ids[-1] if ids else None
-
-    def _next_status(self, job: _Job) -> str:
-        if job.status == "NEW":
-            return "PROCESSING"
-        return "SUCCEEDED" if self._newest_success(job.dataset_id) else "FAILED"
-
-    def _json(self, job: _Job) -> dict[str, Any]:
-        destination: dict[str, Any] = {"datasetId": job.dataset_id, "segmentPerBatch": False}
+    def _json(self, job: _Job, status: str) -> dict[str, Any]:
+        key = "datasetId" if job.id % 2 == 0 else "dataSetId"
+        destination: dict[str, Any] = {
+            key: job.dataset_id,
+            "segmentPerBatch": job.segment_per_batch,
+        }
+        done = status == "SUCCEEDED"
+        if job.segment_per_batch:
+            destination["batches"] = [
+                {
+                    "segmentId": output.segment_id,
+                    "segmentNs": "ups",
+                    "status": ["realized", "existing"],
+                    **({"batchId": output.batch.id} if done and output.batch else {}),
+                }
+                for output in job.outputs
+            ]
+        else:
+            # AEP's examples show an empty batchId until there is one.
+            batch = job.outputs[0].batch
+            destination["batchId"] = batch.id if done and batch is not None else ""
         body: dict[str, Any] = {
+            "profileInstanceId": "ups",
             **{k: v for k, v in job.request.items() if k != "destination"},
             "id": job.id,
             "jobType": "BATCH",
-            "imsOrgId": self._org_id,
-            "status": job.status,
+            "imsOrgId": self._config.org_id,
+            "status": status,
             "destination": destination,
             "creationTime": job.created_ms,
-            "updateTime": job.updated_ms,
+            "updateTime": job.cancelled_ms or job.created_ms,
         }
-        if job.status == "SUCCEEDED":
-            batch_id = self._newest_success(job.dataset_id)
-            assert batch_id is not None  # SUCCEEDED only when there is one
-            destination["batchId"] = batch_id
-            rows = self._index.batches[batch_id].rows
+        if done:
+            rows = sum(o.batch.rows for o in job.outputs if o.batch is not None)
             body["metrics"] = {"totalExportedProfileCounter": rows}
-        elif job.status == "FAILED":
-            body["errors"] = [{"code": "0090000009", "msg": "No profiles to export (emulated)"}]
+            body["updateTime"] = job.created_ms + int(self._config.export_duration_s * 1000)
+        elif status == "FAILED":
+            body["errors"] = [dict(_FAILURE)]
         return body

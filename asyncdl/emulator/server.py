@@ -193,6 +193,11 @@ class Emulator:
         return self._require_world().batches
 
     @property
+    def export_batches(self) -> tuple[TruthBatch, ...]:
+        """Batches written by succeeded export jobs so far (not in ``truth``), oldest first."""
+        return self._require_jobs().batches
+
+    @property
     def base_url(self) -> str:
         if self._base_url is None:
             raise RuntimeError("the emulator is not started")
@@ -238,7 +243,7 @@ class Emulator:
         if self._world is None:
             self._world = await anyio.to_thread.run_sync(build_world, self._config)
             self._index = Index(self._world)
-            self._jobs = ExportJobs(self._index, org_id=self._config.org_id)
+            self._jobs = ExportJobs(self._index, config=self._config)
         # No handler_cancellation: cancelling a FileResponse mid-open leaks its file object.
         # Paced streams notice a hang-up themselves (download._pace).
         runner = web.AppRunner(
@@ -280,6 +285,7 @@ class Emulator:
         add("GET", f"{CATALOG_PATH}/batches", self._endpoint("catalog_batches", self._batches))
         add("GET", f"{CATALOG_PATH}/batches/{{id}}", self._endpoint("catalog_batches", self._batch))
         add("GET", f"{CATALOG_PATH}/dataSets/{{id}}", self._endpoint("dataset", self._dataset))
+        add("POST", f"{CATALOG_PATH}/dataSets", self._endpoint("dataset", self._dataset_create))
         files = self._endpoint("files", self._files)
         add(
             "GET",
@@ -290,6 +296,8 @@ class Emulator:
         add("HEAD", f"{EXPORT_PATH}/files/{{id}}", files)
         add("POST", EXPORT_JOBS_PATH, self._endpoint("export", self._export_create))
         add("GET", EXPORT_JOBS_PATH, self._endpoint("export", self._export_list))
+        # AEP's relative link.next is "/export/jobs/?limit=..": with the trailing slash.
+        add("GET", f"{EXPORT_JOBS_PATH}/", self._endpoint("export", self._export_list))
         add("GET", f"{EXPORT_JOBS_PATH}/{{id}}", self._endpoint("export", self._export_get))
         add("DELETE", f"{EXPORT_JOBS_PATH}/{{id}}", self._endpoint("export", self._export_cancel))
         # Everything else is recorded and answered like AEP answers an unknown resource.
@@ -581,12 +589,22 @@ class Emulator:
             body = await request.json()
         except ValueError:
             body = None
-        status, answer = self._require_jobs().create(body)
+        status, answer = await self._require_jobs().create(body)
+        return _json(status, answer)
+
+    async def _dataset_create(
+        self, request: web.Request, exchange: _Exchange
+    ) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        status, answer = self._require_jobs().create_dataset(body)
         return _json(status, answer)
 
     async def _export_list(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
         try:
-            limit = _int_param(request.query, "limit", default=50, minimum=1)
+            limit = min(_int_param(request.query, "limit", default=50, minimum=1), MAX_PAGE_LIMIT)
             offset = _int_param(request.query, "offset", default=0, minimum=0)
         except _BadParam as exc:
             return _problem(400, "Bad Request", exc.detail, "UPS-EXPORT-400")

@@ -198,6 +198,9 @@ class _PartWriter:
                             f"{self.part.name}: server sent more than the listed {self.part.size}"
                         )
                     pending += chunk
+                    # Reported as it arrives, not per 1 MiB write: a progress line for a small
+                    # part must move. Arrived bytes are always flushed below, so the count holds.
+                    self.listener.on_bytes(self.part, len(chunk))
                     if len(pending) >= self.buffer_bytes:
                         await self._flush(fh, pending)
                         pending = bytearray()
@@ -221,7 +224,6 @@ class _PartWriter:
         self.hasher.update(data)
         self.offset += len(data)
         self.fetched += len(data)
-        self.listener.on_bytes(self.part, len(data))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -443,7 +445,9 @@ class _SegmentedRun:
                 async for chunk in stream.chunks():
                     # The range served may be longer than asked: keep what this segment needs.
                     room = segment.end - segment.next_offset - len(pending)
-                    pending += chunk[:room] if len(chunk) > room else chunk
+                    kept = chunk[:room] if len(chunk) > room else chunk
+                    pending += kept
+                    self.listener.on_bytes(self.part, len(kept))
                     if len(pending) >= self.options.write_buffer_bytes:
                         await self._flush(fh, segment, pending)
                         pending = bytearray()
@@ -467,7 +471,6 @@ class _SegmentedRun:
         # Counted only after the write: the record never claims bytes that are not on disk.
         segment.done += len(data)
         self.fetched += len(data)
-        self.listener.on_bytes(self.part, len(data))
         await self.save()
 
 

@@ -25,7 +25,7 @@ class ProgressListener(Protocol):
         """A part was listed and handed to the workers."""
 
     def on_bytes(self, part: Part, n: int) -> None:
-        """``n`` more bytes of ``part`` are on disk (negative: a retry discarded them)."""
+        """``n`` more bytes of ``part`` arrived (negative: a retry discarded them)."""
 
     def on_retry(self, part: Part, attempt: int, error: AsyncdlError, delay_s: float) -> None:
         """Attempt ``attempt`` of ``part`` failed with ``error``; retrying after ``delay_s``."""

@@ -139,3 +139,49 @@ def test_version() -> None:
 )
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
+
+
+def test_failed_parts_are_listed_with_reasons(
+    emulator_config: EmulatorFactory, tmp_path: Path
+) -> None:
+    from asyncdl.emulator import Faults
+
+    config = emulator_config(faults=Faults(drop_rate=1.0, max_faults_per_path=10))
+    with threaded_emulator(config) as emu:
+        args = ["download", DATASET, "--out", str(tmp_path), "--retries", "1", "-q"]
+        code, _, stderr = run(args, env_for(emu))
+        newest = emu.batches_for(DATASET)[0]
+    assert code == 1
+    for part in newest.parts:
+        assert f"failed {part.name}: StreamInterruptedError" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_catalog_mismatch_is_an_error_with_the_numbers(
+    emulator_config: EmulatorFactory, tmp_path: Path
+) -> None:
+    from asyncdl.emulator import Faults
+
+    with threaded_emulator(emulator_config(faults=Faults(wrong_metrics=True))) as emu:
+        code, _, stderr = run(["download", DATASET, "--out", str(tmp_path), "-q"], env_for(emu))
+        newest = emu.batches_for(DATASET)[0]
+    assert code == 1
+    assert "does not match the Catalog" in stderr
+    assert f"rows {newest.rows} vs outputRecordCount {newest.rows + 1}" in stderr
+    assert f"bytes {newest.size} vs outputByteSize {newest.size + 1}" in stderr
+
+
+def test_verbose_logs_never_show_the_token(
+    emulator_config: EmulatorFactory, tmp_path: Path
+) -> None:
+    from asyncdl.emulator import Faults
+
+    config = emulator_config(faults=Faults(drop_rate=0.5, seed=1))
+    with threaded_emulator(config) as emu:
+        args = ["-vv", "download", DATASET, "--out", str(tmp_path), "-q"]
+        code, stdout, stderr = run(args, env_for(emu))
+        token = emu.config.static_tokens[0]
+    assert code == 0, stderr
+    assert "DEBUG" in stderr
+    assert "retrying in" in stderr
+    assert token not in stderr + stdout

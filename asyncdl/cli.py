@@ -508,8 +508,9 @@ def render_result(result: DownloadResult) -> None:
     if parts and result.skipped == parts:
         extra.append("nothing to fetch")
     detail = f" ({', '.join(extra)})" if extra else ""
+    shown_s = f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
     out.print(
-        f"{parts} parts{detail}, {_mb(result.fetched_bytes)} fetched in {seconds:.1f} s, "
+        f"{parts} parts{detail}, {_mb(result.fetched_bytes)} fetched in {shown_s} s, "
         f"{rate:.1f} MB/s",
         markup=False,
     )

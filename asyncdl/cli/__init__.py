@@ -1,0 +1,18 @@
+"""The ``asyncdl`` command: parse, build config, run, render. The only package that prints.
+
+One module per command group (``download``, ``data``, ``audience``, ``emulate``), with the shared
+pieces in ``_common`` (app, exit codes, settings), ``progress`` and ``render``.
+
+Exit codes: 0 every part arrived and reconciled; 1 some parts failed, a mismatch, or the run
+could not complete (network, listing, disk); 2 bad usage; 3 authentication refused;
+130 interrupted (Ctrl-C; ``.part`` files are kept for the next run to resume).
+"""
+
+from __future__ import annotations
+
+# Importing the command modules registers their commands on ``app``.
+from . import audience, data, download, emulate
+from ._common import app, main, parse_size
+from .audience import parse_duration
+
+__all__ = ["app", "audience", "data", "download", "emulate", "main", "parse_duration", "parse_size"]

@@ -1,0 +1,235 @@
+"""What every command shares: the app, exit codes, consoles, settings, errors → exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import __version__
+from ..config import (
+    DEFAULT_BASE_URL,
+    Credentials,
+    DownloadSettings,
+    Setting,
+    resolve_environment,
+)
+from ..errors import AsyncdlError, AuthError, ConfigError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_INTERRUPTED = 130
+
+EPILOG = (
+    "Exit codes: 0 ok; 1 some parts failed or a batch does not match the Catalog; "
+    "2 bad usage; 3 credentials refused; 130 interrupted (resume by running it again)."
+)
+
+app = typer.Typer(
+    name="asyncdl",
+    help="Fast, complete, verified downloads of Adobe Experience Platform dataset exports.",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalOptions:
+    """What the root callback parsed: where configuration comes from."""
+
+    config_path: Path | None = None
+    profile: str | None = None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"asyncdl {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log more (-vv: debug).")
+    ] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="asyncdl TOML or aepp JSON config [default ~/.config/asyncdl/config.toml]",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Profile of the TOML config to use.")
+    ] = None,
+) -> None:
+    """Fast, complete, verified downloads of Adobe Experience Platform dataset exports.
+
+    Settings: flags > environment (AEP_*) > config file.
+    """
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            force=True,  # the CLI owns the process's logging, whatever was configured before
+        )
+    ctx.obj = GlobalOptions(config_path=config, profile=profile)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(f"asyncdl: error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def exit_code_for(error: AsyncdlError) -> int:
+    if isinstance(error, ConfigError):
+        return EXIT_USAGE
+    if isinstance(error, AuthError):
+        return EXIT_AUTH
+    return EXIT_FAILED
+
+
+def _describe(error: AsyncdlError) -> str:
+    if isinstance(error, AuthError):
+        hint = " (check AEP_ACCESS_TOKEN / AEP_CLIENT_ID, AEP_API_KEY, AEP_ORG_ID, AEP_SANDBOX)"
+        return f"authentication refused: {error}{hint}"
+    return str(error)
+
+
+def run_async(func: Callable[[], Awaitable[T]], *, on_interrupt: Callable[[], None]) -> T:
+    """Run ``func`` on an event loop; map our errors and Ctrl-C to a line and an exit code."""
+    try:
+        return anyio.run(func)
+    except KeyboardInterrupt:
+        on_interrupt()
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except AsyncdlError as error:
+        fail(_describe(error), exit_code_for(error))
+
+
+def quietly() -> None:
+    err.print("asyncdl: interrupted", markup=False)
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def emit(event: dict[str, Any]) -> None:
+    """One NDJSON line on stdout (``--json``); never holds a secret."""
+    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def load_environment(ctx: typer.Context) -> dict[str, Setting]:
+    options = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    try:
+        return resolve_environment(config_path=options.config_path, profile=options.profile)
+    except ConfigError as error:
+        fail(str(error), EXIT_USAGE)
+
+
+def credentials_from(environment: dict[str, Setting]) -> Credentials:
+    try:
+        return Credentials.from_env({k: v.value for k, v in environment.items()})
+    except ConfigError as error:
+        fail(str(error), EXIT_USAGE)
+
+
+def download_settings(**kwargs: Any) -> DownloadSettings:
+    try:
+        return DownloadSettings(**kwargs)
+    except AsyncdlError as error:
+        fail(_describe(error), exit_code_for(error))
+
+
+def pick_base_url(flag: str | None, environment: dict[str, Setting]) -> str:
+    if flag:
+        return flag
+    setting = environment.get("AEP_BASE_URL")
+    return setting.value if setting else DEFAULT_BASE_URL
+
+
+def print_table(
+    title: str, headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, right: int
+) -> None:
+    """A rich table on a terminal; tab-separated lines when piped (``| cut -f1`` works).
+
+    Columns from index ``right`` on are right-aligned (numbers).
+    """
+    if not out.is_terminal:
+        # Written directly: rich would expand the tabs into spaces.
+        for line in (headers, *rows):
+            out.file.write("\t".join(line) + "\n")
+        out.file.flush()
+        return
+    table = Table(title=title, title_justify="left")
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="right" if index >= right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # `asyncdl ... | head` must not end in a traceback
+        sys.stderr.close()
+        raise SystemExit(EXIT_FAILED) from None
+
+
+_SIZE_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """'16M' → 16,000,000; '1Mi' → 1,048,576; a plain number is bytes."""
+    raw = text.strip().lower().removesuffix("/s").removesuffix("b")
+    number = raw.rstrip("kmgi")
+    suffix = raw[len(number) :]
+    if suffix not in _SIZE_SUFFIXES:
+        raise typer.BadParameter(f"not a size: {text!r} (try 16M, 512Ki or 1000000)")
+    try:
+        value = float(number) * _SIZE_SUFFIXES[suffix]
+    except ValueError:
+        raise typer.BadParameter(f"not a size: {text!r} (try 16M, 512Ki or 1000000)") from None
+    if value < 0:
+        raise typer.BadParameter(f"a size cannot be negative: {text!r}")
+    return int(value)

@@ -10,8 +10,10 @@ could not complete (network, listing, disk); 2 bad usage; 3 authentication refus
 
 from __future__ import annotations
 
-# Importing the command modules registers their commands on ``app``.
-from . import audience, data, download, emulate
+# isort: skip_file
+# Importing the command modules registers their commands on ``app``, in this order in --help:
+# the everyday commands first, the emulator last.
+from . import download, data, audience, emulate
 from ._common import app, main, parse_size
 from .audience import parse_duration
 

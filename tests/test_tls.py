@@ -1,0 +1,86 @@
+"""TLS is verified by default; --ca-bundle adds a CA; nothing turns verification off."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from asyncdl.config import Credentials, DownloadSettings
+from asyncdl.errors import ConnectError, NoBatchError
+from asyncdl.pipeline import download
+
+pytestmark = pytest.mark.anyio
+
+CREDENTIALS = Credentials(api_key="k", org_id="o@AdobeOrg", access_token="t")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@asynccontextmanager
+async def tls_catalog(cert: Path, key: Path) -> AsyncIterator[str]:
+    """A TLS server whose Catalog knows no batch: reaching it at all is what is tested."""
+
+    async def batches(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def dataset(request: web.Request) -> web.Response:
+        return web.json_response({"title": "Not Found", "status": 404}, status=404)
+
+    app = web.Application()
+    app.router.add_get("/data/foundation/catalog/batches", batches)
+    app.router.add_get("/data/foundation/catalog/dataSets/{id}", dataset)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_unknown_ca_is_refused(certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    async with tls_catalog(*certificate) as base_url:
+        settings = DownloadSettings(base_url=base_url, out_dir=tmp_path, max_attempts=1)
+        with pytest.raises(ConnectError, match="cannot connect"):
+            await download("ds", credentials=CREDENTIALS, settings=settings)
+
+
+async def test_ca_bundle_is_trusted(certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    cert, _ = certificate
+    async with tls_catalog(*certificate) as base_url:
+        settings = DownloadSettings(base_url=base_url, out_dir=tmp_path, ca_bundle=cert)
+        # The handshake succeeds; the Catalog then has nothing, which is a clean NoBatchError.
+        with pytest.raises(NoBatchError, match="not found"):
+            await download("ds", credentials=CREDENTIALS, settings=settings)
+
+
+def test_there_is_no_setting_to_skip_verification() -> None:
+    fields = set(DownloadSettings.__dataclass_fields__)
+    assert not {f for f in fields if "verify" in f and "parquet" not in f}
+    assert not {f for f in fields if "insecure" in f or f == "ssl"}

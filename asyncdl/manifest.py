@@ -78,7 +78,7 @@ class Manifest:
     def record(self, result: PartResult) -> None:
         self.entries[result.part.relpath] = ManifestEntry.from_result(result)
 
-    def _document(self) -> dict[str, Any]:
+    def _document(self, entries: list[ManifestEntry], extra: dict[str, Any]) -> dict[str, Any]:
         metrics = self.batch.metrics
         return {
             "format": _FORMAT,
@@ -90,16 +90,22 @@ class Manifest:
                 "outputFileCount": metrics.output_file_count,
             },
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **self.extra,
-            "parts": [asdict(e) for e in sorted(self.entries.values(), key=lambda e: e.relpath)],
+            **extra,
+            "parts": [asdict(e) for e in sorted(entries, key=lambda e: e.relpath)],
         }
 
     async def save(self) -> None:
-        """Write atomically, off the event loop."""
-        document = json.dumps(self._document(), indent=1)
-        await anyio.to_thread.run_sync(self._write, document)
+        """Write atomically, off the event loop.
 
-    def _write(self, document: str) -> None:
+        Only the snapshot of the (immutable) entries is taken on the loop; sorting and encoding
+        10,000 entries happen in the worker thread.
+        """
+        snapshot = list(self.entries.values())
+        extra = dict(self.extra)
+        await anyio.to_thread.run_sync(self._write, snapshot, extra)
+
+    def _write(self, entries: list[ManifestEntry], extra: dict[str, Any]) -> None:
+        document = json.dumps(self._document(entries, extra), indent=1)
         try:
             fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.path.parent)
             try:

@@ -1,0 +1,50 @@
+"""The per-batch manifest: atomic, round-trips, and an unreadable one means "nothing known"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from asyncdl.errors import StorageError
+from asyncdl.manifest import MANIFEST_NAME, Manifest
+from asyncdl.models import Batch, BatchMetrics, Part, PartResult, PartStatus
+
+pytestmark = pytest.mark.anyio
+
+BATCH = Batch(id="B1", status="success", metrics=BatchMetrics(output_byte_size=10))
+
+
+def result(name: str, status: PartStatus = PartStatus.DOWNLOADED) -> PartResult:
+    part = Part(batch_id="B1", dataset_file_id="B1-1", name=name, relpath=name, size=5, href="")
+    return PartResult(part=part, status=status, rows=3, sha256="ab" * 32, attempts=2)
+
+
+async def test_round_trip(tmp_path: Path) -> None:
+    manifest = Manifest.load(tmp_path, BATCH)
+    assert manifest.entries == {}
+    manifest.record(result("b.parquet"))
+    manifest.record(result("a.parquet", PartStatus.FAILED))
+    manifest.extra["reconciliation"] = {"ok": True}
+    await manifest.save()
+    raw = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert [p["name"] for p in raw["parts"]] == ["a.parquet", "b.parquet"]
+    assert raw["catalog_metrics"]["outputByteSize"] == 10
+    assert raw["reconciliation"] == {"ok": True}
+    again = Manifest.load(tmp_path, BATCH)
+    assert again.entries["b.parquet"].sha256 == "ab" * 32
+    assert again.entries["a.parquet"].status == "failed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME]  # no temp left
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"parts": [{"name": 1}]}', "[]"])
+def test_unreadable_manifest_means_nothing_known(tmp_path: Path, content: str) -> None:
+    (tmp_path / MANIFEST_NAME).write_text(content)
+    assert Manifest.load(tmp_path, BATCH).entries == {}
+
+
+async def test_unwritable_directory_is_a_storage_error(tmp_path: Path) -> None:
+    manifest = Manifest.load(tmp_path / "missing", BATCH)
+    with pytest.raises(StorageError, match="cannot write"):
+        await manifest.save()

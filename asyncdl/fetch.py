@@ -11,6 +11,7 @@ failed) reports negative bytes to the progress listener.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -21,8 +22,6 @@ from typing import TYPE_CHECKING
 
 import aiofiles
 import anyio
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .client import AEPClient
 from .concurrency import StreamSlots, single_error
@@ -36,6 +35,7 @@ from .errors import (
     StreamInterruptedError,
     VerificationError,
 )
+from .footer import parquet_rows
 from .manifest import ManifestEntry
 from .models import Part, PartResult, PartStatus
 from .progress import ProgressListener
@@ -104,16 +104,9 @@ def _hash_prefix(path: Path, length: int) -> hashlib._Hash:
     return hasher
 
 
-def _parquet_rows(path: Path, name: str) -> int:
-    try:
-        return pq.read_metadata(path).num_rows
-    except (pa.ArrowException, OSError) as exc:
-        raise VerificationError(f"{name}: parquet footer unreadable ({exc})") from exc
-
-
 def _digest_and_rows(path: Path, name: str, verify_parquet: bool) -> tuple[str, int | None]:
     hasher = _hash_prefix(path, path.stat().st_size)
-    rows = _parquet_rows(path, name) if verify_parquet and _is_parquet(name) else None
+    rows = parquet_rows(path, name) if verify_parquet and _is_parquet(name) else None
     return hasher.hexdigest(), rows
 
 
@@ -121,13 +114,50 @@ def _is_parquet(name: str) -> bool:
     return name.endswith(".parquet")
 
 
-async def _write_all(fh: AsyncFileIO, data: bytearray, path: Path) -> None:
-    """Write every byte: an unbuffered file may accept fewer than offered."""
-    view = memoryview(data)
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def _write_chunks(
+    fd: int, chunks: list[bytes], *, offset: int | None, hasher: hashlib._Hash | None
+) -> None:
+    """Write ``chunks`` with one gathered syscall per IOV_MAX pieces, then hash them.
+
+    Runs in a worker thread: the copy into the page cache and the sha256 (which releases the
+    GIL) both stay off the event loop, and no join copy is made to coalesce the pieces.
+    ``offset`` None appends at the file position; otherwise writes in place (segments).
+    """
+    views = [memoryview(c) for c in chunks]
+    while views:
+        batch = views[:_IOV_MAX]
+        if offset is None:
+            written = os.writev(fd, batch)
+        else:
+            written = os.pwritev(fd, batch, offset)
+            offset += written
+        if written <= 0:
+            raise OSError(errno.EIO, "write accepted no bytes")
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
+    if hasher is not None:
+        for chunk in chunks:
+            hasher.update(chunk)
+
+
+async def _flush_chunks(
+    fh: AsyncFileIO,
+    chunks: list[bytes],
+    path: Path,
+    *,
+    offset: int | None = None,
+    hasher: hashlib._Hash | None = None,
+) -> None:
+    """One thread hop for a buffer's worth of chunks (aiofiles owns the file's lifetime)."""
     try:
-        while view:
-            written = await fh.write(view)
-            view = view[written or 0 :]
+        await anyio.to_thread.run_sync(
+            functools.partial(_write_chunks, fh.fileno(), chunks, offset=offset, hasher=hasher)
+        )
     except OSError as exc:
         raise _storage_error(exc, path) from exc
 
@@ -190,20 +220,22 @@ class _PartWriter:
                     fh = await aiofiles.open(self.temp, "ab" if self.offset else "wb", buffering=0)
             except OSError as exc:
                 raise _storage_error(exc, self.temp) from exc
-            pending = bytearray()
+            pending: list[bytes] = []
+            pending_bytes = 0
             try:
                 async for chunk in stream.chunks():
-                    if self.offset + len(pending) + len(chunk) > self.part.size:
+                    if self.offset + pending_bytes + len(chunk) > self.part.size:
                         raise VerificationError(
                             f"{self.part.name}: server sent more than the listed {self.part.size}"
                         )
-                    pending += chunk
+                    pending.append(chunk)
+                    pending_bytes += len(chunk)
                     # Reported as it arrives, not per 1 MiB write: a progress line for a small
                     # part must move. Arrived bytes are always flushed below, so the count holds.
                     self.listener.on_bytes(self.part, len(chunk))
-                    if len(pending) >= self.buffer_bytes:
+                    if pending_bytes >= self.buffer_bytes:
                         await self._flush(fh, pending)
-                        pending = bytearray()
+                        pending, pending_bytes = [], 0
             finally:
                 # Bytes that arrived are good bytes: keep them for the next attempt, even when
                 # the stream broke or the run is being cancelled.
@@ -219,11 +251,11 @@ class _PartWriter:
                 url=self.part.href,
             )
 
-    async def _flush(self, fh: AsyncFileIO, data: bytearray) -> None:
-        await _write_all(fh, data, self.temp)
-        self.hasher.update(data)
-        self.offset += len(data)
-        self.fetched += len(data)
+    async def _flush(self, fh: AsyncFileIO, chunks: list[bytes]) -> None:
+        await _flush_chunks(fh, chunks, self.temp, hasher=self.hasher)
+        size = sum(map(len, chunks))
+        self.offset += size
+        self.fetched += size
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -346,7 +378,7 @@ async def _verify_and_rename(transfer: _Transfer) -> int | None:
     part, temp = transfer.part, transfer.temp
     rows: int | None = None
     if transfer.options.verify_parquet and _is_parquet(part.name) and part.size > 0:
-        rows = await anyio.to_thread.run_sync(_parquet_rows, temp, part.name)
+        rows = await anyio.to_thread.run_sync(parquet_rows, temp, part.name)
     await _rename(temp, transfer.final)
     return rows
 
@@ -437,20 +469,21 @@ class _SegmentedRun:
             try:
                 with anyio.CancelScope(shield=True):  # see _PartWriter.stream_from
                     fh = await aiofiles.open(self.temp, "r+b", buffering=0)
-                    await fh.seek(offset)
             except OSError as exc:
                 raise _storage_error(exc, self.temp) from exc
-            pending = bytearray()
+            pending: list[bytes] = []
+            pending_bytes = 0
             try:
                 async for chunk in stream.chunks():
                     # The range served may be longer than asked: keep what this segment needs.
-                    room = segment.end - segment.next_offset - len(pending)
+                    room = segment.end - segment.next_offset - pending_bytes
                     kept = chunk[:room] if len(chunk) > room else chunk
-                    pending += kept
+                    pending.append(kept)
+                    pending_bytes += len(kept)
                     self.listener.on_bytes(self.part, len(kept))
-                    if len(pending) >= self.options.write_buffer_bytes:
+                    if pending_bytes >= self.options.write_buffer_bytes:
                         await self._flush(fh, segment, pending)
-                        pending = bytearray()
+                        pending, pending_bytes = [], 0
                     if len(chunk) >= room:
                         break
             finally:
@@ -466,11 +499,12 @@ class _SegmentedRun:
                 url=self.part.href,
             )
 
-    async def _flush(self, fh: AsyncFileIO, segment: Segment, data: bytearray) -> None:
-        await _write_all(fh, data, self.temp)
+    async def _flush(self, fh: AsyncFileIO, segment: Segment, chunks: list[bytes]) -> None:
+        await _flush_chunks(fh, chunks, self.temp, offset=segment.next_offset)
         # Counted only after the write: the record never claims bytes that are not on disk.
-        segment.done += len(data)
-        self.fetched += len(data)
+        size = sum(map(len, chunks))
+        segment.done += size
+        self.fetched += size
         await self.save()
 
 

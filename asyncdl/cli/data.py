@@ -12,8 +12,6 @@ from ..config import (
     KNOWN_VARIABLES,
 )
 from ..errors import AsyncdlError, ConfigError
-from ..inspect import inspect_scores
-from ..merge import merge_parts
 from ._common import (
     EPILOG,
     EXIT_OK,
@@ -46,6 +44,8 @@ def inspect_command(
     Example: asyncdl inspect ./scores --bins 20 --plot scores.png
     """
     try:
+        from ..inspect import inspect_scores  # pyarrow.dataset: loaded only when used
+
         report = inspect_scores(directory, bins=bins, top_factors=top)
         if plot is not None:
             from ..plot import write_histogram_png
@@ -73,6 +73,8 @@ def merge_command(
     Example: asyncdl merge ./scores/01E5QSWCAASFQ054FNBKYV6TIQ --to scores.parquet
     """
     try:
+        from ..merge import merge_parts
+
         result = merge_parts(directory, to)
     except AsyncdlError as error:
         fail(str(error), exit_code_for(error))

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..config import (
     Credentials,
 )
-from ..emulator import DatasetSpec, Emulator, EmulatorConfig, Faults, running_emulator
-from ..emulator import serve as serve_emulator
 from ..errors import AsyncdlError
-from ..inspect import inspect_scores
 from ..pipeline import DownloadResult, download
 from ._common import (
     EXIT_FAILED,
@@ -29,6 +26,10 @@ from ._common import (
     run_async,
 )
 from .progress import make_listener
+
+if TYPE_CHECKING:
+    from ..emulator import DatasetSpec, Emulator, EmulatorConfig, Faults
+
 from .render import glimpse, interrupted, render_report, render_result
 
 
@@ -43,6 +44,8 @@ def _emulator_config(
     faults: Faults,
     **extra: Any,
 ) -> EmulatorConfig:
+    from ..emulator import EmulatorConfig  # aiohttp.web and the generator: only for these commands
+
     fields: dict[str, Any] = {
         **extra,
         "datasets": (dataset,),
@@ -131,6 +134,9 @@ def serve_command(
 
     Example: asyncdl serve --port 8080 --parts 50 --part-size 16M --page-size 10
     """
+    from ..emulator import DatasetSpec, Faults
+    from ..emulator import serve as serve_emulator
+
     try:
         dataset = DatasetSpec(
             batches=batches,
@@ -193,6 +199,9 @@ def demo_command(
 
     Example: asyncdl demo --out ./demo-scores
     """
+    from ..emulator import DatasetSpec, Faults, running_emulator
+    from ..inspect import inspect_scores
+
     dataset = DatasetSpec(batches=3, files_per_batch=3, parts_per_file=8, rows_per_part=20_000)
     config = _emulator_config(
         cache_dir=None,

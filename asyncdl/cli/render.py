@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from ..inspect import ScoreReport, render_bars
 from ..pipeline import DownloadResult, PlannedBatch
 from ._common import emit, err, iso, mb, out
 from .progress import RunRecord
+
+if TYPE_CHECKING:
+    from ..inspect import ScoreReport
 
 # -- rendering -----------------------------------------------------------------------------------
 
@@ -157,6 +159,8 @@ def render_report(report: ScoreReport) -> None:
     out.print(schema)
     if report.score is not None:
         out.print("score distribution", markup=False)
+        from ..inspect import render_bars
+
         for line in render_bars(report.score):
             out.print(line, markup=False)
     summary = report.score_summary

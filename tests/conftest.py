@@ -57,7 +57,13 @@ def emulator_config(part_cache: Path) -> EmulatorFactory:
 
     def build(*, dataset: dict[str, Any] | None = None, **overrides: Any) -> EmulatorConfig:
         spec = dataclasses.replace(DatasetSpec(), **(dataset or {}))
-        fields: dict[str, Any] = {"cache_dir": part_cache, "datasets": (spec,), "page_size": 3}
+        # Pages of 3 even when the client asks for 100: every test walks real pagination.
+        fields: dict[str, Any] = {
+            "cache_dir": part_cache,
+            "datasets": (spec,),
+            "page_size": 3,
+            "max_page_size": 3,
+        }
         fields.update(overrides)
         return EmulatorConfig(**fields)
 

@@ -52,6 +52,7 @@ async def test_herd_of_401s_causes_one_refresh(
     config = emulator_config(
         dataset={"files_per_batch": 4, "parts_per_file": 16, "part_bytes": 50_000},
         page_size=100,
+        max_page_size=100,
         latency_s=0.05,
     )
     async with running_emulator(config) as emu:

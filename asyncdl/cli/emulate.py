@@ -89,6 +89,9 @@ def serve_command(
     ] = None,
     nested: Annotated[bool, typer.Option("--nested", help="Add a nested directory.")] = False,
     page_size: Annotated[int, typer.Option("--page-size", help="Directory page size.")] = 100,
+    max_page_size: Annotated[
+        int, typer.Option("--max-page-size", help="Largest page a request may ask for.")
+    ] = 100,
     latency: Annotated[float, typer.Option("--latency", help="Seconds added per request.")] = 0.0,
     bandwidth: Annotated[
         str | None, typer.Option("--bandwidth", help="Bytes/s per response, e.g. 20M.")
@@ -169,6 +172,7 @@ def serve_command(
         token_lifetime=token_lifetime,
         faults=faults,
         export_duration_s=export_duration,
+        max_page_size=max_page_size,
         export_fail=export_fail,
     )
 

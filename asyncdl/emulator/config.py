@@ -122,7 +122,10 @@ class EmulatorConfig:
 
     datasets: tuple[DatasetSpec, ...] = (DatasetSpec(),)
     empty_dataset_id: str | None = "5cd9146b31dae914b75f0000"
-    page_size: int = 100
+    page_size: int = 100  # a directory page when the request names no limit
+    # The most a request's limit may ask for (AEP: 100). Lower it to make a client that asks for
+    # big pages still walk many of them.
+    max_page_size: int = MAX_PAGE_LIMIT
     batch_files_page_size: int = 100
     latency_s: float = 0.0
     bandwidth_bps: int | None = None
@@ -151,7 +154,7 @@ class EmulatorConfig:
             ids.append(self.empty_dataset_id)
         if len(set(ids)) != len(ids):
             raise ConfigError(f"dataset ids must be unique, got {ids}")
-        if self.page_size < 1 or self.batch_files_page_size < 1:
+        if self.page_size < 1 or self.batch_files_page_size < 1 or self.max_page_size < 1:
             raise ConfigError("page sizes must be >= 1")
         if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
             raise ConfigError(f"latency_s must be >= 0, got {self.latency_s!r}")

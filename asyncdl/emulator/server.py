@@ -519,7 +519,7 @@ class Emulator:
     def _page(self, request: web.Request, *, default: int) -> tuple[int, int]:
         limit = _int_param(request.query, "limit", default=default, minimum=1)
         if "limit" in request.query:
-            limit = min(limit, MAX_PAGE_LIMIT)
+            limit = min(limit, MAX_PAGE_LIMIT, self._config.max_page_size)
         return _int_param(request.query, "start", default=0, minimum=0), limit
 
     async def _batch_files(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:

@@ -1,14 +1,19 @@
-"""How many body streams may be open at once: a capacity limiter steered by AIMD.
+"""How many body streams may be open at once, and how fast new ones may start: AIMD on both.
 
 Every download stream (a whole part or one segment of a big part) holds one slot while it reads.
-With ``adaptive`` on, a 429 halves the number of slots (at most once per ``cooldown_s``, so one
-burst of refusals counts once) and each window of successes adds one back, up to the user's
-``-j``: TCP's congestion control applied to an API's rate limit. The server's ``Retry-After`` is
-still honoured by the retry policy; this only decides how many try again at once.
+With ``adaptive`` on, a 429 does three things, TCP's congestion control applied to an API's
+rate limit: new streams hold off until the server's ``Retry-After`` has passed (everyone, not
+just the worker that was refused, so they do not all come back in one burst); the number of
+slots halves (at most once per ``cooldown_s``: one burst of refusals counts once); and starts
+are paced at the rate the server was just accepting (the successes of the last second), because
+when requests are short, fewer slots alone do not lower the request rate. Each success then adds
+a little back: one slot per window of successes, and about 10% per second to the pace, until
+the pacing is lifted. Without ``adaptive`` every stream just takes a slot.
 """
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +24,9 @@ import anyio
 from .errors import AsyncdlError
 
 __all__ = ["StreamSlots", "single_error"]
+
+_WINDOW_S = 1.0  # the window the accepted request rate is measured over
+_PROBE_PER_SUCCESS = 0.1  # requests/s added to the pace per success
 
 
 class StreamSlots:
@@ -43,14 +51,33 @@ class StreamSlots:
         self._limiter = anyio.CapacityLimiter(maximum)
         self._successes = 0
         self._last_decrease = -float("inf")
+        self._recent: collections.deque[float] = collections.deque()  # success times
+        self._resume_at = -float("inf")  # no new stream before this (Retry-After)
+        self._next_start = -float("inf")  # pacing: the earliest next start
+        self.rate: float | None = None  # starts per second; None: not paced
         self.decreases = 0  # how often throttling shrank the limit (reported by benchmarks)
 
     @property
     def limit(self) -> int:
         return int(self._limiter.total_tokens)
 
+    async def _wait_turn(self) -> None:
+        """Hold off for Retry-After, then keep the paced rate (both only once throttled)."""
+        now = self._clock()
+        start = max(now, self._resume_at)
+        if self.rate is not None:
+            start = max(start, self._next_start)
+            self._next_start = start + 1.0 / self.rate
+        if start > now:
+            await anyio.sleep(start - now)
+
     async def __aenter__(self) -> None:
         await self._limiter.acquire()
+        try:
+            await self._wait_turn()
+        except BaseException:
+            self._limiter.release()
+            raise
 
     async def __aexit__(
         self,
@@ -60,24 +87,59 @@ class StreamSlots:
     ) -> None:
         self._limiter.release()
 
+    def _accepted_last_window(self, now: float) -> int:
+        while self._recent and self._recent[0] < now - _WINDOW_S:
+            self._recent.popleft()
+        return len(self._recent)
+
     def on_success(self) -> None:
-        """A stream finished without throttling: additive increase, one slot per full window."""
-        if not self.adaptive or self.limit >= self.maximum:
+        """A stream finished without throttling: additive increase of slots and pace."""
+        if not self.adaptive:
+            return
+        now = self._clock()
+        self._recent.append(now)
+        self._accepted_last_window(now)
+        if self.rate is not None:
+            # About +10% per second of successes: probes back up to the limit within seconds
+            # (a limit that rose, or an estimate taken from a short window, is found quickly).
+            self.rate += _PROBE_PER_SUCCESS
+            if self.rate >= 1000.0:
+                self.rate = None  # far above any limit seen: stop pacing
+        if self.limit >= self.maximum:
             return
         self._successes += 1
         if self._successes >= self.limit:
             self._successes = 0
             self._limiter.total_tokens = self.limit + 1
 
-    def on_throttled(self) -> None:
-        """The server said 429: multiplicative decrease, once per cooldown."""
+    def on_throttled(self, retry_after_s: float | None = None) -> None:
+        """The server said 429: hold off, pace at what it accepted, halve (once per cooldown)."""
         if not self.adaptive:
             return
         now = self._clock()
+        if retry_after_s is not None and self.rate is None:
+            # Until a pace is known, nobody starts before the server's Retry-After; once paced,
+            # the pace itself keeps the rate under the limit (holding everyone would only idle
+            # the tokens the server grants meanwhile). The refused request always waits its own
+            # Retry-After in the retry policy.
+            self._resume_at = max(self._resume_at, now + retry_after_s)
         if now - self._last_decrease < self._cooldown_s:
             return
         self._last_decrease = now
         self._successes = 0
+        accepted = self._accepted_last_window(now)
+        # What the server just accepted is the best estimate of its limit; without one (nothing
+        # got through for a second), halve like TCP does.
+        if accepted:
+            new_rate = float(accepted)
+        elif self.rate is not None:
+            new_rate = self.rate / 2
+        else:
+            new_rate = 1.0
+        first_pace = self.rate is None
+        self.rate = max(1.0, new_rate)
+        if first_pace and accepted:
+            self._resume_at = now  # the accepted rate is known: pace from now on instead
         new_limit = max(self.minimum, self.limit // 2)
         if new_limit < self.limit:
             self._limiter.total_tokens = new_limit

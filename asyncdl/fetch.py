@@ -278,7 +278,7 @@ class _Transfer:
         ``attempt`` counts this stream's attempts, ``total`` the part's (for the listener).
         """
         if isinstance(error, RateLimitedError):
-            self.slots.on_throttled()
+            self.slots.on_throttled(error.retry_after_s)
         delay = self.options.policy.delay_s(
             error, attempt=attempt, elapsed_s=time.monotonic() - started
         )

@@ -88,3 +88,41 @@ async def test_single_error_unwraps_the_cause() -> None:
 
     with pytest.raises(StorageError, match="disk full"):
         await run_both()
+
+
+def test_throttling_paces_at_the_accepted_rate_and_grows_back() -> None:
+    now = [0.0]
+    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
+    assert slots.rate is None
+    for i in range(40):  # 40 accepted in the last second
+        now[0] = 0.5 + i * 0.01
+        slots.on_success()
+    now[0] = 1.0
+    slots.on_throttled(retry_after_s=2.0)
+    assert slots.rate == 40.0
+    assert slots.limit == 16
+    for _ in range(40):
+        slots.on_success()
+    assert slots.rate is not None
+    assert 43.9 < slots.rate < 44.1  # about 10% more per second of successes
+    now[0] = 2.5
+    slots.on_throttled(retry_after_s=1.0)  # nothing accepted in the last second but the burst
+    assert slots.rate is not None
+    assert slots.rate <= 44.0 / 2 + 1e-9
+
+
+def test_fixed_slots_are_never_paced() -> None:
+    slots = StreamSlots(8, adaptive=False)
+    slots.on_success()
+    slots.on_throttled(retry_after_s=5.0)
+    assert slots.rate is None
+
+
+@pytest.mark.anyio
+async def test_retry_after_holds_every_new_stream() -> None:
+    slots = StreamSlots(4, cooldown_s=0.0)
+    slots.on_throttled(retry_after_s=0.2)
+    started = anyio.current_time()
+    async with slots:
+        waited = anyio.current_time() - started
+    assert waited >= 0.15

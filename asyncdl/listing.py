@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CATALOG_PAGE_MAX = 100
 PAGE_MAX = 100  # Data Access directory pages: AEP's maximum limit
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _RESERVED = frozenset({".", ".."})
 
 
@@ -73,7 +74,7 @@ def check_name(name: str) -> str:
         raise UnsafeNameError(name, "contains a path separator")
     if _DRIVE.match(name):
         raise UnsafeNameError(name, "looks like a drive letter")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL.search(name):
         raise UnsafeNameError(name, "contains NUL or control characters")
     return name
 

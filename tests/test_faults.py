@@ -82,3 +82,21 @@ async def test_exhausted_retries_fail_the_part_and_are_reported(
     assert all(r.status is PartStatus.FAILED and r.error for r in result.failed)
     assert all(r.attempts == 2 for r in result.failed)
     assert not any(p.suffix == ".parquet" for p in tmp_path.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("range_support", [True, False], ids=["range", "no-range"])
+async def test_small_parts_keep_what_arrived(
+    emulator_config: EmulatorFactory, tmp_path: Path, range_support: bool
+) -> None:
+    # Parts under one write buffer take the one-hop path; a drop must still resume with Range.
+    faults = Faults(drop_rate=0.6, truncate_rate=0.3, range_support=range_support, seed=4)
+    config = emulator_config(dataset={"part_bytes": 200_000}, faults=faults)
+    async with running_emulator(config) as emu:
+        settings = settings_for(emu, tmp_path, backoff_base_s=0.01)
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        await emu.wait_idle()
+        ranged = [r for r in emu.downloads() if r.headers.get("range")]
+        newest = emu.batches_for(DATASET)[0]
+    assert result.ok, [r.error for r in result.failed]
+    assert_identical(newest, tmp_path)
+    assert ranged, "an interrupted small part must continue with Range, not start over"

@@ -14,7 +14,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -90,6 +90,13 @@ def _translate(exc: BaseException, url: str) -> AsyncdlError:
     if isinstance(exc, aiohttp.ClientResponseError | aiohttp.InvalidURL):
         return ProtocolError(f"malformed answer from {url}: {exc}")
     return TransportError(f"HTTP client error on {url}: {type(exc).__name__}", url=url)
+
+
+def _not_processed(error: AsyncdlError) -> bool:
+    """Failures that prove the server did not act on a request (safe to send a POST again)."""
+    if isinstance(error, ConnectError | RateLimitedError):
+        return True
+    return isinstance(error, ServerError) and error.status == 503
 
 
 def origin_text(url: str) -> str:
@@ -335,48 +342,25 @@ class AEPClient:
             retry_after_s=retry_after,
         )
 
-    async def get_json(self, url: str, *, params: Mapping[str, str] | None = None) -> Any:
-        """GET a JSON document, retrying transient failures with the run's policy."""
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._send("GET", url, params=params)
-                try:
-                    raw = await response.read()
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise _translate(exc, url) from exc
-                finally:
-                    response.release()
-                try:
-                    return json.loads(raw)
-                except ValueError as exc:
-                    raise ProtocolError(f"{url} did not answer with JSON") from exc
-            except AsyncdlError as error:
-                delay = self._retry.delay_s(
-                    error, attempt=attempt, elapsed_s=time.monotonic() - started
-                )
-                if delay is None:
-                    raise
-                self._retry_listener.on_request_retry(url, attempt, error, delay)
-                await anyio.sleep(delay)
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        may_retry: Callable[[AsyncdlError], bool] = lambda error: True,
+    ) -> Any:
+        """One JSON exchange, retried with the run's policy where ``may_retry`` allows.
 
-    async def post_json(self, url: str, body: Any) -> Any:
-        """POST ``body`` as JSON; the answer's JSON (``None`` for an empty body).
-
-        POST is not idempotent: a replay after the request may have reached the server could
-        create a second export job or dataset. So only failures that prove the request was not
-        processed are retried with the run's policy: 429 and 503 (the service refused it before
-        doing anything) and a connection that could not be opened. A timeout, a dropped
-        connection or another 5xx is raised at once: the caller must look before trying again.
+        Returns the parsed answer, ``None`` for an empty body.
         """
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._send("POST", url, json_body=body)
+                response = await self._send(method, url, params=params, json_body=json_body)
                 try:
                     raw = await response.read()
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -389,36 +373,36 @@ class AEPClient:
                     return json.loads(raw)
                 except ValueError as exc:
                     raise ProtocolError(f"{url} did not answer with JSON") from exc
-            except (RateLimitedError, ServerError, ConnectError) as error:
-                not_processed = isinstance(error, ConnectError | RateLimitedError) or (
-                    isinstance(error, ServerError) and error.status == 503
-                )
-                delay = self._retry.delay_s(
-                    error, attempt=attempt, elapsed_s=time.monotonic() - started
-                )
-                if not not_processed or delay is None:
-                    raise
-                self._retry_listener.on_request_retry(url, attempt, error, delay)
-                await anyio.sleep(delay)
-
-    async def delete(self, url: str) -> None:
-        """DELETE ``url`` (any 2xx is success), retried with the run's policy: it is idempotent."""
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._send("DELETE", url)
-                response.release()
-                return
             except AsyncdlError as error:
                 delay = self._retry.delay_s(
                     error, attempt=attempt, elapsed_s=time.monotonic() - started
                 )
-                if delay is None:
+                if delay is None or not may_retry(error):
                     raise
                 self._retry_listener.on_request_retry(url, attempt, error, delay)
                 await anyio.sleep(delay)
+
+    async def get_json(self, url: str, *, params: Mapping[str, str] | None = None) -> Any:
+        """GET a JSON document, retrying transient failures with the run's policy."""
+        answer = await self._call("GET", url, params=params)
+        if answer is None:
+            raise ProtocolError(f"{url} answered with an empty body")
+        return answer
+
+    async def post_json(self, url: str, body: Any) -> Any:
+        """POST ``body`` as JSON; the answer's JSON (``None`` for an empty body).
+
+        POST is not idempotent: a replay after the request may have reached the server could
+        create a second export job or dataset. So only failures that prove the request was not
+        processed are retried with the run's policy: 429 and 503 (the service refused it before
+        doing anything) and a connection that could not be opened. A timeout, a dropped
+        connection or another 5xx is raised at once: the caller must look before trying again.
+        """
+        return await self._call("POST", url, json_body=body, may_retry=_not_processed)
+
+    async def delete(self, url: str) -> None:
+        """DELETE ``url`` (any 2xx is success), retried with the run's policy: it is idempotent."""
+        await self._call("DELETE", url)
 
     @asynccontextmanager
     async def open_stream(

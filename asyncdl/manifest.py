@@ -91,7 +91,6 @@ class Manifest:
             },
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **extra,
-            "parts": [asdict(e) for e in sorted(entries, key=lambda e: e.relpath)],
         }
 
     async def save(self) -> None:
@@ -105,7 +104,13 @@ class Manifest:
         await anyio.to_thread.run_sync(self._write, snapshot, extra)
 
     def _write(self, entries: list[ManifestEntry], extra: dict[str, Any]) -> None:
-        document = json.dumps(self._document(entries, extra), indent=1)
+        # One line per part, encoded one at a time: a 10,000-part manifest never exists as
+        # 10,000 dicts at once (peak memory is what a big batch is short of).
+        head = json.dumps(self._document(entries, extra), indent=1)  # ends with "\n}"
+        lines = [json.dumps(asdict(e)) for e in sorted(entries, key=lambda e: e.relpath)]
+        separator = ",\n  "
+        listed = f"\n  {separator.join(lines)}\n " if lines else ""
+        document = f'{head[:-2]},\n "parts": [{listed}]\n}}\n'
         try:
             fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.path.parent)
             try:

@@ -173,6 +173,7 @@ def serve_command(
         faults=faults,
         export_duration_s=export_duration,
         max_page_size=max_page_size,
+        record_limit=10_000,  # a long-running server must not grow without bound
         export_fail=export_fail,
     )
 

@@ -28,7 +28,10 @@ class RunRecord:
     """The progress listener every mode shares: counts what happened; subclasses show it."""
 
     def __init__(self) -> None:
-        self.finished: list[PartResult] = []
+        # Counters, not a list of results: a 10,000-part run must not keep them twice.
+        self.finished = 0
+        self.finished_ok = 0
+        self.finished_ok_bytes = 0
         self.retries = 0
         self.throttled = 0
         self.queued = 0
@@ -58,14 +61,17 @@ class RunRecord:
             self.throttled += 1
 
     def on_done(self, result: PartResult) -> None:
-        self.finished.append(result)
+        self.finished += 1
+        if result.ok:
+            self.finished_ok += 1
+            self.finished_ok_bytes += result.part.size
         if result.status is PartStatus.SKIPPED:
             self.bytes_done += result.part.size
 
     def status_line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         text = (
-            f"{len(self.finished)}/{self.queued} parts, "
+            f"{self.finished}/{self.queued} parts, "
             f"{mb(self.bytes_done)} of {mb(self.bytes_total)}, "
             f"{self.bytes_done / elapsed / 1e6:.1f} MB/s"
         )
@@ -123,7 +129,7 @@ class RichProgress(RunRecord):
         self._progress.stop()
 
     def _refresh(self) -> None:
-        description = f"{len(self.finished)}/{self.queued} parts"
+        description = f"{self.finished}/{self.queued} parts"
         if self.retries:
             description += f" · {self.retries} retries"
         self._progress.update(

@@ -66,10 +66,9 @@ def render_result(result: DownloadResult) -> None:
 
 def interrupted(record: RunRecord) -> Callable[[], None]:
     def report() -> None:
-        done = [r for r in record.finished if r.ok]
         err.print(
-            f"asyncdl: interrupted: {len(done)} parts finished "
-            f"({mb(sum(r.part.size for r in done))}); unfinished parts are kept as .part "
+            f"asyncdl: interrupted: {record.finished_ok} parts finished "
+            f"({mb(record.finished_ok_bytes)}); unfinished parts are kept as .part "
             "files and resume on the next run",
             markup=False,
         )

@@ -126,6 +126,7 @@ class EmulatorConfig:
     # The most a request's limit may ask for (AEP: 100). Lower it to make a client that asks for
     # big pages still walk many of them.
     max_page_size: int = MAX_PAGE_LIMIT
+    record_limit: int | None = None  # keep at most about this many recorded requests (serve)
     batch_files_page_size: int = 100
     latency_s: float = 0.0
     bandwidth_bps: int | None = None

@@ -377,6 +377,10 @@ class Emulator:
                 fault=exchange.fault,
             )
         )
+        limit = self._config.record_limit
+        if limit is not None and len(self.requests) > 2 * limit:
+            # A long-running `asyncdl serve` keeps the newest requests, not all of them.
+            del self.requests[:-limit]
 
     def _gateway(self, request: web.Request) -> web.Response | None:
         """AEP's gateway checks, in the gateway's order; None lets the request through."""

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -70,11 +70,19 @@ def origin_of(url: str) -> Origin:
     return Origin(scheme, host, port)
 
 
-class RetryListener:
-    """Told about every retry the client makes on its own (JSON reads)."""
+class RetryListener(Protocol):
+    """Told about every retry the client makes on its own (listing pages and other JSON calls).
+
+    A ``ProgressListener`` is one; the client does not need to know.
+    """
 
     def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
-        """Default: nothing."""
+        """``url`` failed with ``error``; attempt ``attempt + 1`` follows after ``delay_s``."""
+
+
+class _IgnoreRetries:
+    def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        pass
 
 
 def _translate(exc: BaseException, url: str) -> AsyncdlError:
@@ -155,7 +163,7 @@ class AEPClient:
         self._credentials = credentials
         self._settings = settings
         self._retry = retry or RetryPolicy(max_attempts=settings.max_attempts)
-        self._retry_listener = retry_listener or RetryListener()
+        self._retry_listener: RetryListener = retry_listener or _IgnoreRetries()
         self._origin = origin_of(settings.base_url)
         self._session: aiohttp.ClientSession | None = None
         self.tokens: TokenProvider

@@ -433,7 +433,9 @@ async def download(
     slots = StreamSlots(settings.concurrency, adaptive=settings.adaptive)
     await anyio.to_thread.run_sync(_prepare_out_dir, settings.out_dir)
     states: list[_BatchState] = []
-    async with AEPClient(credentials=credentials, settings=settings, retry=policy) as client:
+    async with AEPClient(
+        credentials=credentials, settings=settings, retry=policy, retry_listener=listener
+    ) as client:
         batches = await select_batches(client, dataset_id, selection)
         send, receive = anyio.create_memory_object_stream[_Job](2 * settings.concurrency)
 

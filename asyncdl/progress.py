@@ -33,6 +33,9 @@ class ProgressListener(Protocol):
     def on_done(self, result: PartResult) -> None:
         """``part`` ended: downloaded, skipped or failed."""
 
+    def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        """A listing page or other API call failed and is retried after ``delay_s``."""
+
 
 class NullProgress:
     """A listener that ignores everything (the library default)."""
@@ -50,4 +53,7 @@ class NullProgress:
         pass
 
     def on_done(self, result: PartResult) -> None:
+        pass
+
+    def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
         pass

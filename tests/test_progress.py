@@ -24,6 +24,7 @@ class RecordingListener:
         self.negative = 0
         self.retries = 0
         self.done: list[PartResult] = []
+        self.request_retries: list[str] = []
 
     def on_batch(self, batch: Batch) -> None:
         self.events.append("batch")
@@ -41,6 +42,9 @@ class RecordingListener:
     def on_done(self, result: PartResult) -> None:
         self.events.append("done")
         self.done.append(result)
+
+    def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        self.request_retries.append(url)
 
 
 @pytest.mark.parametrize(
@@ -81,3 +85,18 @@ async def test_resumed_and_skipped_parts_count_once(
     assert all(r.status is PartStatus.SKIPPED for r in again.results)
     assert not listener.bytes  # nothing arrived; the CLI counts skipped parts from on_done
     assert len(listener.done) == len(again.results)
+
+
+async def test_listing_retries_reach_the_listener(
+    emulator_config: EmulatorFactory, tmp_path: Path
+) -> None:
+    config = emulator_config(faults=Faults(error_5xx_rate=0.5, seed=6))
+    async with running_emulator(config) as emu:
+        listener = RecordingListener()
+        settings = settings_for(emu, tmp_path, backoff_base_s=0.01)
+        result = await download(
+            DATASET, credentials=credentials_for(emu), settings=settings, on_progress=listener
+        )
+    assert result.ok
+    assert listener.request_retries, "a 5xx on a listing page must be visible to the listener"
+    assert all(url.startswith(emu.base_url) for url in listener.request_retries)

@@ -56,6 +56,12 @@ class RunRecord:
         self.bytes_done += n
 
     def on_retry(self, part: Part, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        self._count_retry(error)
+
+    def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        self._count_retry(error)
+
+    def _count_retry(self, error: AsyncdlError) -> None:
         self.retries += 1
         if isinstance(error, APIError) and error.status == 429:
             self.throttled += 1
@@ -179,6 +185,20 @@ class JsonEvents(RunRecord):
                 "event": "retry",
                 "batch_id": part.batch_id,
                 "part": part.relpath,
+                "attempt": attempt,
+                "error": type(error).__name__,
+                "status": error.status if isinstance(error, APIError) else None,
+                "message": str(error),
+                "delay_s": round(delay_s, 3),
+            }
+        )
+
+    def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
+        super().on_request_retry(url, attempt, error, delay_s)
+        emit(
+            {
+                "event": "retry",
+                "request": url,
                 "attempt": attempt,
                 "error": type(error).__name__,
                 "status": error.status if isinstance(error, APIError) else None,

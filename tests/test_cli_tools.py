@@ -188,7 +188,8 @@ def test_toml_profile_and_aepp_json_config(emu: Emulator, tmp_path: Path) -> Non
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    for command in ("download", "batches", "files", "inspect", "merge", "serve", "demo"):
+    commands = ("download", "batches", "files", "inspect", "merge", "serve", "demo")
+    for command in (*commands, "export-audience", "export-jobs"):
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Example: asyncdl" in result.stdout, command

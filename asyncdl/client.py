@@ -138,10 +138,13 @@ class ByteStream:
         reader = self._response.content
         try:
             while True:
-                # readany() hands over the buffers as they arrived; read(n) would join them
-                # into a new bytes object, a second copy of every byte on the event loop.
-                chunk = await reader.readany()
+                # readchunk() hands over one received buffer at a time; read(n) and readany()
+                # join the buffered ones into a new bytes object, a second copy of every byte
+                # on the event loop (the writer gathers buffers with writev anyway).
+                chunk, end_of_http_chunk = await reader.readchunk()
                 if not chunk:
+                    if end_of_http_chunk:
+                        continue  # a chunked-encoding boundary, not the end of the body
                     break
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:

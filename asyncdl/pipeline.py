@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -170,6 +171,7 @@ class _BatchState:
     markers: int = 0
     rejected: list[RejectedEntry] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # part name → dataSetFileId holding it
+    present: frozenset[str] = frozenset()  # relpaths of files there when the batch was opened
     save_lock: anyio.Lock = field(default_factory=anyio.Lock)
     saved_at: float = 0.0
 
@@ -451,6 +453,8 @@ async def download(
                         listener=listener,
                         slots=slots,
                         known=known,
+                        absent=job.part.relpath not in job.state.present
+                        and f"{job.part.relpath}.part" not in job.state.present,
                     )
                     job.state.results.append(result)
                     job.state.manifest.record(result)
@@ -497,4 +501,21 @@ async def _open_batch(batch: Batch, out_dir: Path) -> _BatchState:
     except OSError as exc:
         raise StorageError(f"cannot create {directory}: {exc.strerror or exc}") from exc
     manifest = await anyio.to_thread.run_sync(Manifest.load, directory, batch)
-    return _BatchState(batch=batch, directory=directory, manifest=manifest)
+    present = await anyio.to_thread.run_sync(_files_below, directory)
+    return _BatchState(batch=batch, directory=directory, manifest=manifest, present=present)
+
+
+def _files_below(directory: Path) -> frozenset[str]:
+    """Relative paths of the files in a batch directory and its dataSetFileId subdirectories.
+
+    Listed once, off the loop, so that a fresh part needs no stat at all.
+    """
+    found: set[str] = set()
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file():
+                found.add(entry.name)
+            elif entry.is_dir():
+                with os.scandir(entry.path) as inner:
+                    found.update(f"{entry.name}/{e.name}" for e in inner if e.is_file())
+    return frozenset(found)

@@ -284,6 +284,8 @@ class AEPClient:
                 response.release()
                 url = urljoin(url, response.headers["Location"])
                 params = None  # the Location is complete
+                if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                    method, json_body = "GET", None  # what browsers and RFC 9110 do
                 continue
             if response.status < 400:
                 return response

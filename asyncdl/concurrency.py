@@ -21,7 +21,7 @@ from types import TracebackType
 
 import anyio
 
-from .errors import AsyncdlError
+from .errors import AsyncdlError, AuthError, StorageError
 
 __all__ = ["StreamSlots", "single_error"]
 
@@ -158,9 +158,13 @@ async def single_error() -> AsyncIterator[None]:
         yield
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
-        primary: BaseException | None = next(
-            (e for e in leaves if isinstance(e, AsyncdlError)), None
+        # What ends the run outranks a part's own failure: a full disk or refused credentials
+        # must not surface as "segment failed" just because that task was first.
+        ranked = sorted(
+            (e for e in leaves if isinstance(e, AsyncdlError)),
+            key=lambda e: not isinstance(e, StorageError | AuthError),
         )
+        primary: BaseException | None = ranked[0] if ranked else None
         if primary is None:  # KeyboardInterrupt and friends pass through as themselves
             primary = next((e for e in leaves if not isinstance(e, Exception)), None)
         if primary is None:

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import aiofiles
 import anyio
 
-from .client import AEPClient
+from .client import AEPClient, ByteStream
 from .concurrency import StreamSlots, single_error
 from .errors import (
     AsyncdlError,
@@ -173,6 +174,34 @@ def _store_whole(
     return rows
 
 
+async def _body_from(stream: ByteStream, wanted: int, name: str) -> AsyncIterator[bytes]:
+    """The body's bytes from offset ``wanted`` on.
+
+    AEP may serve another range than the one asked for: a 206 that starts earlier is trimmed to
+    ``wanted``; one that starts later cannot fill the gap (RangeMismatchError, retried).
+    """
+    skip = 0
+    if stream.status == 206:
+        if stream.start > wanted:
+            raise RangeMismatchError(f"{name}: asked for bytes from {wanted}, got {stream.start}")
+        skip = wanted - stream.start
+    async for chunk in stream.chunks():
+        if skip:
+            if len(chunk) <= skip:
+                skip -= len(chunk)
+                continue
+            chunk = chunk[skip:]
+            skip = 0
+        yield chunk
+
+
+async def _discard(path: Path) -> None:
+    try:
+        await anyio.to_thread.run_sync(functools.partial(path.unlink, missing_ok=True))
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
+
+
 class _PartWriter:
     """The ``.part`` file plus its running hash; knows how many bytes are safely on disk."""
 
@@ -188,12 +217,19 @@ class _PartWriter:
     async def resume(self) -> None:
         """Continue from whatever an earlier attempt or run left in ``.part``."""
         on_disk = _size(self.temp) or 0
-        if on_disk > self.part.size:  # not a prefix of this part: useless
+        record = self.temp.with_name(self.temp.name + ".segments")
+        if on_disk > self.part.size or (on_disk and _size(record) is not None):
+            # Longer than the part, or a preallocated segmented file whose holes read as
+            # zeros: its size says nothing about which bytes are real.
             await self.rewind()
+            await _discard(record)
             return
         if on_disk:
             log.info("%s: resuming at byte %d of %d", self.part.name, on_disk, self.part.size)
-            self.hasher = await anyio.to_thread.run_sync(_hash_prefix, self.temp, on_disk)
+            try:
+                self.hasher = await anyio.to_thread.run_sync(_hash_prefix, self.temp, on_disk)
+            except OSError as exc:
+                raise _storage_error(exc, self.temp) from exc
             self.offset = on_disk
             self.listener.on_bytes(self.part, on_disk)
 
@@ -219,10 +255,7 @@ class _PartWriter:
             if self.offset and stream.status == 200:
                 log.info("%s: the server ignored Range; starting over", self.part.name)
                 await self.rewind()  # the server ignored Range: the body starts at byte 0
-            elif stream.status == 206 and stream.start != self.offset:
-                raise RangeMismatchError(
-                    f"{self.part.name}: asked for bytes from {self.offset}, got {stream.start}"
-                )
+            body = _body_from(stream, self.offset, self.part.name)
             try:
                 # Unbuffered: writes are already >= 1 MiB, and a full disk then fails in write(),
                 # where it is translated, not later in close().
@@ -234,7 +267,7 @@ class _PartWriter:
             pending: list[bytes] = []
             pending_bytes = 0
             try:
-                async for chunk in stream.chunks():
+                async for chunk in body:
                     if self.offset + pending_bytes + len(chunk) > self.part.size:
                         raise VerificationError(
                             f"{self.part.name}: server sent more than the listed {self.part.size}"
@@ -298,8 +331,11 @@ class _PartWriter:
                     _store_whole, self.temp, final, chunks, self.hasher, part.name, verify
                 )
             )
-        except OSError as exc:
-            raise _storage_error(exc, self.temp) from exc
+        except BaseException as exc:
+            self.listener.on_bytes(part, -received)  # none of it counts: the attempt failed
+            if isinstance(exc, OSError):
+                raise _storage_error(exc, self.temp) from exc
+            raise
         self.offset = self.fetched = received
         return rows
 
@@ -384,7 +420,10 @@ async def fetch_part(
         if skipped is not None:
             return skipped
     if final.parent != batch_dir:  # a relpath with a dataSetFileId prefix (duplicate names)
-        await anyio.Path(final.parent).mkdir(parents=True, exist_ok=True)
+        try:
+            await anyio.Path(final.parent).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error(exc, final.parent) from exc
     transfer = _Transfer(
         client=client,
         part=part,
@@ -540,10 +579,7 @@ class _SegmentedRun:
         ):
             if stream.status == 200:
                 raise _RangeUnsupportedError(f"{self.part.name}: the server ignores Range")
-            if stream.start != offset:
-                raise RangeMismatchError(
-                    f"{self.part.name}: asked for bytes from {offset}, got {stream.start}"
-                )
+            body = _body_from(stream, offset, self.part.name)
             try:
                 with anyio.CancelScope(shield=True):  # see _PartWriter.stream_from
                     fh = await aiofiles.open(self.temp, "r+b", buffering=0)
@@ -552,7 +588,7 @@ class _SegmentedRun:
             pending: list[bytes] = []
             pending_bytes = 0
             try:
-                async for chunk in stream.chunks():
+                async for chunk in body:
                     # The range served may be longer than asked: keep what this segment needs.
                     room = segment.end - segment.next_offset - pending_bytes
                     kept = chunk[:room] if len(chunk) > room else chunk
@@ -599,16 +635,22 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         lambda: SegmentPlan.load(size=part.size, segment_bytes=options.segment_bytes, record=record)
     )
     on_disk = _size(temp) or 0
+    preallocate: int | None = None
     if plan is None or on_disk != part.size:
         prefix = on_disk if on_disk <= part.size and plan is None else 0
         plan = SegmentPlan.fresh(
             size=part.size, segment_bytes=options.segment_bytes, record=record, prefix=prefix
         )
+        preallocate = prefix
+    run = _SegmentedRun(transfer, plan)
+    if preallocate is not None:
+        # The record goes first: a full-size .part whose holes read as zeros must never exist
+        # without the record that says which bytes are real.
+        await run.save(force=True)
         try:
-            await anyio.to_thread.run_sync(_preallocate, temp, part.size, prefix)
+            await anyio.to_thread.run_sync(_preallocate, temp, part.size, preallocate)
         except OSError as exc:
             raise _storage_error(exc, temp) from exc
-    run = _SegmentedRun(transfer, plan)
     log.info(
         "%s: %d segments of %d bytes, %d bytes already on disk",
         part.name,
@@ -648,7 +690,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         await _abandon(run)
         return None
     await _rename(temp, transfer.final)
-    await anyio.to_thread.run_sync(plan.discard)
+    await _discard(plan.record)
     return PartResult(
         part=part,
         status=PartStatus.DOWNLOADED,
@@ -663,8 +705,9 @@ async def _abandon(run: _SegmentedRun) -> None:
     """Drop a segmented attempt: the record, the bytes, and the progress they showed."""
     done = run.plan.done
     try:
-        await anyio.to_thread.run_sync(run.plan.discard)
+        # Bytes first, record second: never a full-size .part without its record.
         await anyio.to_thread.run_sync(_preallocate, run.temp, 0, 0)
+        await anyio.to_thread.run_sync(run.plan.discard)
     except OSError as exc:
         raise _storage_error(exc, run.temp) from exc
     if done:
@@ -685,8 +728,8 @@ async def _skip(
             sha256, rows = await anyio.to_thread.run_sync(
                 _digest_and_rows, final, part.name, options.verify_parquet
             )
-        except VerificationError:
-            return None
+        except (VerificationError, OSError):
+            return None  # cannot vouch for it: fetch it again (which reports a disk problem)
     return PartResult(part=part, status=PartStatus.SKIPPED, rows=rows, sha256=sha256)
 
 

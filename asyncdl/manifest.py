@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -111,14 +111,15 @@ class Manifest:
         separator = ",\n  "
         listed = f"\n  {separator.join(lines)}\n " if lines else ""
         document = f'{head[:-2]},\n "parts": [{listed}]\n}}\n'
+        # A unique name opened with "x" (not mkstemp): the file gets the user's umask, not 0600.
+        tmp = self.path.with_name(f".manifest.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.path.parent)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                with tmp.open("x", encoding="utf-8") as fh:
                     fh.write(document)
                 os.replace(tmp, self.path)
             except BaseException:
-                os.unlink(tmp)
+                tmp.unlink(missing_ok=True)
                 raise
         except OSError as exc:
             raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc

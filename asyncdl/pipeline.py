@@ -32,10 +32,10 @@ from .config import (
     DownloadSettings,
     resolve_environment,
 )
-from .errors import ConfigError, StorageError
+from .errors import ConfigError, StorageError, UnsafeNameError
 from .fetch import FetchOptions, fetch_part
 from .listing import Marker, Rejected, check_name, get_batch, iter_parts, latest_batches
-from .manifest import Manifest
+from .manifest import MANIFEST_NAME, Manifest
 from .models import Batch, Part, PartResult, PartStatus
 from .progress import NullProgress, ProgressListener
 from .retry import RetryPolicy
@@ -166,7 +166,8 @@ class _BatchState:
     batch: Batch
     directory: Path
     manifest: Manifest
-    complete_listing: bool = True
+    complete_listing: bool = False  # set once the whole listing was walked, unfiltered
+    queued: int = 0  # parts handed to the workers
     results: list[PartResult] = field(default_factory=list)
     markers: int = 0
     rejected: list[RejectedEntry] = field(default_factory=list)
@@ -174,6 +175,9 @@ class _BatchState:
     present: frozenset[str] = frozenset()  # relpaths of files there when the batch was opened
     save_lock: anyio.Lock = field(default_factory=anyio.Lock)
     saved_at: float = 0.0
+
+    def reject(self, name: str, reason: str) -> None:
+        self.rejected.append(RejectedEntry(batch_id=self.batch.id, name=name, reason=reason))
 
     def place(self, part: Part) -> Part | None:
         """Give ``part`` a unique relpath in the batch; ``None`` for a repeated listing entry."""
@@ -204,7 +208,8 @@ class _BatchState:
     def report(self) -> BatchReport:
         results = tuple(sorted(self.results, key=lambda r: r.part.relpath))
         reconciliation = None
-        if self.complete_listing and not self.rejected and all(r.ok for r in results):
+        finished = len(results) == self.queued  # an interrupted run has parts in flight
+        if self.complete_listing and finished and not self.rejected and all(r.ok for r in results):
             rows = [r.rows for r in results]
             metrics = self.batch.metrics
             reconciliation = Reconciliation(
@@ -388,13 +393,26 @@ async def _walk(
         if isinstance(entry, Marker):
             state.markers += 1
         elif isinstance(entry, Rejected):
-            state.rejected.append(
-                RejectedEntry(batch_id=state.batch.id, name=entry.name, reason=str(entry.error))
-            )
+            state.reject(entry.name, str(entry.error))
+        elif _reserved(entry.name):
+            state.reject(entry.name, "collides with asyncdl's own files (manifest, .part)")
         elif _wanted(entry.name, include, exclude):
-            placed = state.place(entry)
+            try:
+                placed = state.place(entry)
+            except UnsafeNameError as exc:  # a dataSetFileId that cannot be a directory name
+                state.reject(entry.name, str(exc))
+                continue
             if placed is not None:
                 yield placed
+
+
+def _reserved(name: str) -> bool:
+    """Names asyncdl itself writes into a batch directory; a part must not overwrite them."""
+    return (
+        name == MANIFEST_NAME
+        or name.startswith(".manifest.")
+        or name.endswith((".part", ".segments", ".segments.tmp"))
+    )
 
 
 async def download(
@@ -470,7 +488,6 @@ async def download(
                     for batch in batches:
                         state = await _open_batch(batch, settings.out_dir)
                         states.append(state)
-                        state.complete_listing = not include and not exclude
                         listener.on_batch(batch)
                         log.info(
                             "batch %s (%s): Catalog claims %s files, %s bytes, %s records",
@@ -482,7 +499,10 @@ async def download(
                         )
                         async for part in _walk(client, state, include, exclude):
                             listener.on_queued(part)
+                            state.queued += 1
                             await send.send(_Job(part=part, state=state))
+                        # Reconciling against the Catalog needs every part of the batch.
+                        state.complete_listing = not include and not exclude
         finally:
             with anyio.CancelScope(shield=True):
                 for state in states:
@@ -501,7 +521,10 @@ async def _open_batch(batch: Batch, out_dir: Path) -> _BatchState:
     except OSError as exc:
         raise StorageError(f"cannot create {directory}: {exc.strerror or exc}") from exc
     manifest = await anyio.to_thread.run_sync(Manifest.load, directory, batch)
-    present = await anyio.to_thread.run_sync(_files_below, directory)
+    try:
+        present = await anyio.to_thread.run_sync(_files_below, directory)
+    except OSError as exc:
+        raise StorageError(f"cannot list {directory}: {exc.strerror or exc}") from exc
     return _BatchState(batch=batch, directory=directory, manifest=manifest, present=present)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .errors import (
     APIError,
     AsyncdlError,
+    RangeMismatchError,
     TransportError,
     VerificationError,
 )
@@ -28,8 +29,8 @@ _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 def is_retryable(exc: BaseException) -> bool:
     """True for failures another attempt can fix: the network, throttling, 5xx, short bodies."""
-    if isinstance(exc, TransportError | VerificationError):
-        return True
+    if isinstance(exc, TransportError | VerificationError | RangeMismatchError):
+        return True  # a 206 for another range than asked is a server glitch worth one more try
     if isinstance(exc, APIError):
         return exc.status in _RETRYABLE_STATUSES
     return False

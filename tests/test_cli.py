@@ -185,3 +185,18 @@ def test_verbose_logs_never_show_the_token(
     assert "DEBUG" in stderr
     assert "retrying in" in stderr
     assert token not in stderr + stdout
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncdl.cli.download as download_module
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(download_module, "download", broken)
+    code, _, stderr = run(["download", DATASET, "--out", str(tmp_path)], env_for(emu))
+    assert code == 1
+    assert "unexpected error RuntimeError: boom" in stderr
+    assert "Traceback" not in stderr

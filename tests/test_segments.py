@@ -144,3 +144,41 @@ def test_segment_layout_is_validated() -> None:
     with pytest.raises(ConfigError, match="segment"):
         DownloadSettings(segment_bytes=1000)
     assert dataclasses.replace(DownloadSettings(), segment_threshold_bytes=None)
+
+
+@pytest.mark.anyio
+async def test_a_preallocated_part_is_never_trusted_by_its_size(
+    emulator_config: EmulatorFactory, tmp_path: Path
+) -> None:
+    """A segmented run's .part is full-size with zero holes; a later unsegmented run (say, with
+    a larger threshold) must not take that size as 'all bytes arrived'."""
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000}
+    )
+    async with running_emulator(config) as emu:
+        newest = emu.batches_for(DATASET)[0]
+        truth = newest.files[0].parts[0]
+        part = Part(
+            batch_id=newest.id,
+            dataset_file_id=newest.files[0].dataset_file_id,
+            name=truth.name,
+            relpath=truth.name,
+            size=truth.size,
+            href="",
+        )
+        _, temp = part_paths(tmp_path / newest.id, part)
+        temp.parent.mkdir(parents=True)
+        data = bytearray(truth.path.read_bytes())
+        data[: 2 * MiB] = b"\0" * (2 * MiB)  # the first two segments never arrived
+        temp.write_bytes(bytes(data))
+        plan = SegmentPlan.fresh(
+            size=truth.size, segment_bytes=MiB, record=temp.with_name(temp.name + ".segments")
+        )
+        plan.segments[2].done = plan.segments[2].end - plan.segments[2].start
+        plan.save()
+        settings = settings_for(emu, tmp_path, segment_threshold_bytes=None)
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+    assert result.ok
+    assert_identical(newest, tmp_path)
+    assert result.results[0].sha256 == hashlib.sha256(truth.path.read_bytes()).hexdigest()
+    assert not list(tmp_path.rglob("*.segments"))

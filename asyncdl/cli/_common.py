@@ -132,6 +132,13 @@ def run_async(func: Callable[[], Awaitable[T]], *, on_interrupt: Callable[[], No
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except AsyncdlError as error:
         fail(_describe(error), exit_code_for(error))
+    except Exception as error:  # a bug: one line for the user, the traceback for -vv
+        logging.getLogger("asyncdl").debug("unexpected error", exc_info=True)
+        fail(
+            f"unexpected error {type(error).__name__}: {error} "
+            "(a bug in asyncdl; run with -vv for the traceback and please report it)",
+            EXIT_FAILED,
+        )
 
 
 def quietly() -> None:

@@ -13,7 +13,9 @@ import anyio.from_thread
 import pytest
 
 from asyncdl.config import KNOWN_VARIABLES, Credentials, DownloadSettings
-from asyncdl.emulator import DatasetSpec, Emulator, EmulatorConfig, running_emulator
+from asyncdl.emulator import DatasetSpec, Emulator, EmulatorConfig, TruthPart, running_emulator
+from asyncdl.fetch import part_paths
+from asyncdl.models import Part
 
 EmulatorFactory = Callable[..., EmulatorConfig]
 
@@ -81,6 +83,23 @@ def settings_for(emu: Emulator, out_dir: Path, **overrides: Any) -> DownloadSett
     fields: dict[str, Any] = {"base_url": emu.base_url, "out_dir": out_dir, "concurrency": 4}
     fields.update(overrides)
     return DownloadSettings(**fields)
+
+
+def first_part_paths(emu: Emulator, dataset_id: str, out_dir: Path) -> tuple[TruthPart, Path, Path]:
+    """The newest batch's first part: its truth, and where it lands (final, .part) below out_dir."""
+    newest = emu.batches_for(dataset_id)[0]
+    truth = newest.files[0].parts[0]
+    part = Part(
+        batch_id=newest.id,
+        dataset_file_id=newest.files[0].dataset_file_id,
+        name=truth.name,
+        relpath=truth.name,
+        size=truth.size,
+        href="",
+    )
+    final, temp = part_paths(out_dir / newest.id, part)
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    return truth, final, temp
 
 
 @contextmanager

@@ -10,10 +10,8 @@ import pytest
 from asyncdl.config import Credentials
 from asyncdl.emulator import Faults, running_emulator
 from asyncdl.errors import StorageError
-from asyncdl.fetch import part_paths
-from asyncdl.models import Part
 from asyncdl.pipeline import download
-from tests.conftest import EmulatorFactory, credentials_for, settings_for
+from tests.conftest import EmulatorFactory, credentials_for, first_part_paths, settings_for
 from tests.test_pipeline import DATASET, assert_identical
 
 pytestmark = pytest.mark.anyio
@@ -85,18 +83,7 @@ async def test_disk_full_ends_the_run_without_a_complete_looking_part(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
     async with running_emulator(emulator_config()) as emu:
-        newest = emu.batches_for(DATASET)[0]
-        victim = newest.files[0].parts[0]
-        part = Part(
-            batch_id=newest.id,
-            dataset_file_id=newest.files[0].dataset_file_id,
-            name=victim.name,
-            relpath=victim.name,
-            size=victim.size,
-            href="",
-        )
-        final, temp = part_paths(tmp_path / newest.id, part)
-        temp.parent.mkdir(parents=True)
+        _, final, temp = first_part_paths(emu, DATASET, tmp_path)
         temp.symlink_to("/dev/full")  # every write to it fails with ENOSPC, like a full disk
         with pytest.raises(StorageError, match="disk full"):
             await download(

@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 
 from asyncdl.emulator import Faults, running_emulator
-from asyncdl.fetch import part_paths
-from asyncdl.models import Part
 from asyncdl.pipeline import download
 from asyncdl.segments import Segment, SegmentPlan
-from tests.conftest import EmulatorFactory, credentials_for, settings_for
+from tests.conftest import EmulatorFactory, credentials_for, first_part_paths, settings_for
 from tests.test_pipeline import DATASET, assert_identical
 
 MiB = 1 << 20
@@ -103,17 +101,7 @@ async def test_segments_resume_where_the_record_says(
     )
     async with running_emulator(config) as emu:
         newest = emu.batches_for(DATASET)[0]
-        truth = newest.files[0].parts[0]
-        part = Part(
-            batch_id=newest.id,
-            dataset_file_id=newest.files[0].dataset_file_id,
-            name=truth.name,
-            relpath=truth.name,
-            size=truth.size,
-            href="",
-        )
-        _, temp = part_paths(tmp_path / newest.id, part)
-        temp.parent.mkdir(parents=True)
+        truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
         # An earlier run got the first segment whole and 100,000 bytes of the second.
         shutil.copyfile(truth.path, temp)
         plan = SegmentPlan.fresh(
@@ -157,17 +145,7 @@ async def test_a_preallocated_part_is_never_trusted_by_its_size(
     )
     async with running_emulator(config) as emu:
         newest = emu.batches_for(DATASET)[0]
-        truth = newest.files[0].parts[0]
-        part = Part(
-            batch_id=newest.id,
-            dataset_file_id=newest.files[0].dataset_file_id,
-            name=truth.name,
-            relpath=truth.name,
-            size=truth.size,
-            href="",
-        )
-        _, temp = part_paths(tmp_path / newest.id, part)
-        temp.parent.mkdir(parents=True)
+        truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
         data = bytearray(truth.path.read_bytes())
         data[: 2 * MiB] = b"\0" * (2 * MiB)  # the first two segments never arrived
         temp.write_bytes(bytes(data))

@@ -236,18 +236,13 @@ class _PartWriter:
     async def rewind(self) -> None:
         """Throw away every byte on disk and start this part over."""
         try:
-            await anyio.to_thread.run_sync(self._truncate)
+            await anyio.to_thread.run_sync(_preallocate, self.temp, 0, 0)
         except OSError as exc:
             raise _storage_error(exc, self.temp) from exc
         if self.offset:
             self.listener.on_bytes(self.part, -self.offset)
         self.offset = 0
         self.hasher = hashlib.sha256()
-
-    def _truncate(self) -> None:
-        self.temp.parent.mkdir(parents=True, exist_ok=True)
-        with self.temp.open("wb"):
-            pass
 
     async def stream_from(self, client: AEPClient) -> None:
         """One attempt: GET from ``offset`` to the end, appending to ``.part``."""

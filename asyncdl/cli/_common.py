@@ -125,8 +125,18 @@ def _describe(error: AsyncdlError) -> str:
 
 def run_async(func: Callable[[], Awaitable[T]], *, on_interrupt: Callable[[], None]) -> T:
     """Run ``func`` on an event loop; map our errors and Ctrl-C to a line and an exit code."""
+    outcome: list[T] = []
+
+    async def main() -> None:
+        # The result travels outside the task on purpose: when asyncio.Runner restores the SIGINT
+        # handler it calls signal.getsignal(), which builds (and discards) a ValueError message
+        # holding repr() of its functools.partial, and so of the finished main task and its
+        # result. For a DownloadResult of thousands of parts that repr was ~15% of S4's loop time.
+        outcome.append(await func())
+
     try:
-        return anyio.run(func)
+        anyio.run(main)
+        return outcome[0]
     except KeyboardInterrupt:
         on_interrupt()
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -206,6 +206,10 @@ class AEPClient:
             # Large socket reads keep the per-chunk Python overhead small at high throughput.
             read_bufsize=max(self._settings.read_chunk_bytes, 1 << 16),
             raise_for_status=False,
+            # AEP authenticates every call with headers; a cookie jar would only be filtered
+            # on every request and updated on every response (measurable with thousands of
+            # small parts), and could carry state between calls that nothing asked for.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self
 

@@ -21,7 +21,10 @@ S1_J = 32
 #: on top of ~0.25 s of interpreter start-up, so the scenario also shows what a larger pool does.
 S1_J_WIDE = 64
 S3_CAP_BPS = 20_000_000
-S3_J = 8
+S3_J = 16  # 4 parts: one connection per part uses 4, so 3x that needs >= 12 segments at once
+#: Also at 8 segments at once: the same fixed costs (start-up, the final hash of the last parts)
+#: weigh half as much against a transfer twice as long.
+S3_J_NARROW = 8
 S3_SEGMENT_BYTES = 32_000_000
 S3_THRESHOLD = "64M"
 S5_RSS_LIMIT_MB = 100.0
@@ -99,12 +102,22 @@ S2 = Scenario(
 S3 = Scenario(
     key="S3",
     title="big parts under a per-connection cap: 4 parts of 256 MB at 20 MB/s per connection",
-    note="as in issue 4 (4 x 256 MB); 8 connections for every tool",
+    note=f"as in issue 4 (4 x 256 MB); {S3_J} connections for every tool",
     serve_args=(*COMMON, "--parts", "4", "--part-size", "256M", "--bandwidth", "20M"),
     tools=(
         _asyncdl(
             f"asyncdl -j {S3_J} segments",
             S3_J,
+            *QUIET,
+            "--segment-threshold",
+            S3_THRESHOLD,
+            "--segment-size",
+            str(S3_SEGMENT_BYTES),
+            needs=("--segment-threshold", "--segment-size"),
+        ),
+        _asyncdl(
+            f"asyncdl -j {S3_J_NARROW} segments",
+            S3_J_NARROW,
             *QUIET,
             "--segment-threshold",
             S3_THRESHOLD,
@@ -121,10 +134,10 @@ S3 = Scenario(
             needs=("--segment-threshold",),
         ),
         Tool(
-            label="aria2c -j 1 -x 8 -s 8",
+            label=f"aria2c -j 1 -x {S3_J} -s {S3_J}",
             kind="aria2c",
             concurrency=1,
-            options=("-x", "8", "-s", "8", "-k", "1M"),
+            options=("-x", str(S3_J), "-s", str(S3_J), "-k", "1M"),
         ),
     ),
     not_applicable=(
@@ -301,34 +314,40 @@ def _s2(result: ScenarioResult) -> list[Target]:
 
 
 def _s3(result: ScenarioResult) -> list[Target]:
-    segmented, single = result.tools[0], result.tools[1]
+    single = next(t for t in result.tools if t.tool.label.endswith("one connection per part"))
     targets = []
-    if result.listing is not None:
-        segments = sum(-(-p.size // S3_SEGMENT_BYTES) for p in result.listing.parts)
-        in_flight = min(S3_J, segments)
-        goal_mbps = 0.9 * in_flight * S3_CAP_BPS / MB
-        result.facts["segments"] = segments
-        result.facts["segments_in_flight"] = in_flight
-        mbps = (
-            None if segmented.wall_s is None else result.listing.total_bytes / segmented.wall_s / MB
-        )
+    for segmented in (t for t in result.tools if t.tool.label.endswith(" segments")):
+        j = segmented.tool.concurrency
+        if result.listing is not None:
+            segments = sum(-(-p.size // S3_SEGMENT_BYTES) for p in result.listing.parts)
+            in_flight = min(j, segments)
+            goal_mbps = 0.9 * in_flight * S3_CAP_BPS / MB
+            result.facts["segments"] = segments
+            wall = segmented.wall_s
+            mbps = None if wall is None else result.listing.total_bytes / wall / MB
+            measured = "not measured" if mbps is None else f"{mbps:.1f} MB/s"
+            startup = result.facts.get("asyncdl_startup_s")
+            if wall is not None and isinstance(startup, float):
+                net = result.listing.total_bytes / (wall - startup) / MB
+                measured += f" ({net:.1f} without the {startup:.2f} s start-up)"
+            targets.append(
+                Target(
+                    scenario="S3",
+                    goal=f">= 0.9 x {in_flight} segments in flight x 20 MB/s"
+                    f" = {goal_mbps:.0f} MB/s",
+                    measured=measured,
+                    met=None if mbps is None else mbps >= goal_mbps,
+                )
+            )
+        speedup = _ratio(single.wall_s, segmented.wall_s)
         targets.append(
             Target(
                 scenario="S3",
-                goal=(f">= 0.9 x {in_flight} segments in flight x 20 MB/s = {goal_mbps:.0f} MB/s"),
-                measured="not measured" if mbps is None else f"{mbps:.1f} MB/s",
-                met=_verdict(mbps, lambda v: v >= goal_mbps),
+                goal=f">= 3x one connection per part (asyncdl -j {j} segments)",
+                measured=_x(speedup),
+                met=_verdict(speedup, lambda v: v >= 3),
             )
         )
-    speedup = _ratio(single.wall_s, segmented.wall_s)
-    targets.append(
-        Target(
-            scenario="S3",
-            goal=">= 3x one connection per part",
-            measured=_x(speedup),
-            met=_verdict(speedup, lambda v: v >= 3),
-        )
-    )
     return targets
 
 

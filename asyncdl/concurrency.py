@@ -5,10 +5,12 @@ With ``adaptive`` on, a 429 does three things, TCP's congestion control applied 
 rate limit: new streams hold off until the server's ``Retry-After`` has passed (everyone, not
 just the worker that was refused, so they do not all come back in one burst); the number of
 slots halves (at most once per ``cooldown_s``: one burst of refusals counts once); and starts
-are paced at the rate the server was just accepting (the successes of the last second), because
-when requests are short, fewer slots alone do not lower the request rate. Each success then adds
-a little back: one slot per window of successes, and about 10% per second to the pace, until
-the pacing is lifted. Without ``adaptive`` every stream just takes a slot.
+are paced at the rate the server was just accepting (the successes of the last second, because
+when requests are short, fewer slots alone do not lower the request rate; from the second
+episode on, 10% under it, so a token bucket refills before the probe reaches its limit again).
+Each success then adds a little back: one slot per window of successes, and about 10% per second
+to the pace, until the pacing is lifted; a refusal inside an episode stops that probe at what
+the server accepted. Without ``adaptive`` every stream just takes a slot.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = ["StreamSlots", "single_error"]
 
 _WINDOW_S = 1.0  # the window the accepted request rate is measured over
 _PROBE_PER_SUCCESS = 0.1  # requests/s added to the pace per success
+_PACE_BACKOFF = 0.9  # after a 429: pace at this share of what the server accepted
 
 
 class StreamSlots:
@@ -123,15 +126,23 @@ class StreamSlots:
             # the tokens the server grants meanwhile). The refused request always waits its own
             # Retry-After in the retry policy.
             self._resume_at = max(self._resume_at, now + retry_after_s)
+        accepted = self._accepted_last_window(now)
         if now - self._last_decrease < self._cooldown_s:
+            # The same episode: no second decrease, but no more probing upwards either. The pace
+            # grows with every success, and it kept climbing through a run of refusals.
+            if self.rate is not None and accepted:
+                self.rate = max(1.0, min(self.rate, float(accepted)))
             return
         self._last_decrease = now
         self._successes = 0
-        accepted = self._accepted_last_window(now)
-        # What the server just accepted is the best estimate of its limit; without one (nothing
-        # got through for a second), halve like TCP does.
+        # What the server just accepted is the best estimate of its limit; a little under it
+        # lets a token bucket refill, so the next refusal (and the Retry-After that the refused
+        # part then waits, which at the end of a run is the run's tail) comes later. Without an
+        # estimate (nothing got through for a second), halve like TCP does.
         if accepted:
-            new_rate = float(accepted)
+            # The first estimate comes from the opening burst, which a token bucket let through
+            # above its steady rate: it is taken as it is, later ones with the margin.
+            new_rate = float(accepted) if self.rate is None else _PACE_BACKOFF * accepted
         elif self.rate is not None:
             new_rate = self.rate / 2
         else:

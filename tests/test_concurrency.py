@@ -111,6 +111,33 @@ def test_throttling_paces_at_the_accepted_rate_and_grows_back() -> None:
     assert slots.rate <= 44.0 / 2 + 1e-9
 
 
+def test_later_throttles_pace_under_the_accepted_rate_and_stop_the_probe() -> None:
+    now = [0.0]
+    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
+    for i in range(40):
+        now[0] = 0.5 + i * 0.01
+        slots.on_success()
+    now[0] = 1.0
+    slots.on_throttled(retry_after_s=1.0)
+    assert slots.rate == 40.0  # the first estimate is taken as it is
+    for i in range(50):  # 50 accepted in the next second: the pace probes upwards
+        now[0] = 1.5 + i * 0.01
+        slots.on_success()
+    assert slots.rate is not None
+    assert slots.rate > 44.0
+    now[0] = 2.4
+    slots.on_throttled(retry_after_s=1.0)  # a new episode: a margin under what got through
+    assert slots.rate == pytest.approx(0.9 * 50)
+    for i in range(30):  # still in the episode's cooldown: successes probe upwards again...
+        now[0] = 2.41 + i * 0.001
+        slots.on_success()
+    assert slots.rate > 45.0
+    now[0] = 3.0
+    slots.on_throttled(retry_after_s=1.0)  # ...but a refusal caps the pace at what got through
+    accepted_last_second = 30 + sum(1 for i in range(50) if 1.5 + i * 0.01 >= 2.0)
+    assert slots.rate == pytest.approx(min(45.0 + 30 * 0.1, accepted_last_second))
+
+
 def test_fixed_slots_are_never_paced() -> None:
     slots = StreamSlots(8, adaptive=False)
     slots.on_success()

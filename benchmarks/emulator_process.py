@@ -1,9 +1,11 @@
-"""The AEP emulator in its own process, for one scenario: start, learn its URL, stop with SIGINT.
+"""The AEP emulator in its own process, for one scenario: start, learn its URL, stop with SIGTERM.
 
 ``asyncdl serve --port 0`` prints ``AEP emulator listening on http://127.0.0.1:PORT`` as its first
 line once its parts exist (generated on the first run into the persistent cache directory, read
 back afterwards). A thread drains the rest of its stdout so it never blocks on a full pipe. It is
-stopped with SIGINT (its own clean shutdown) and killed only if that does not end it in time.
+stopped with SIGTERM (its own clean shutdown; SIGINT is ignored by a server that a
+non-interactive shell started in the background, and each stop then waited out the timeout) and
+killed only if that does not end it in time.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class EmulatorProcess:
                 stderr=log,
                 env=self._env,
                 text=True,
-                start_new_session=True,  # SIGINT reaches it only when we send it
+                start_new_session=True,  # a Ctrl-C at the terminal stops the harness, not this
             )
         self._proc = proc
         self._drain = threading.Thread(target=self._drain_stdout, args=(proc,), daemon=True)
@@ -131,7 +133,7 @@ class EmulatorProcess:
         if proc is None:
             return
         if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
+            os.kill(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=self._stop_timeout_s)
             except subprocess.TimeoutExpired:

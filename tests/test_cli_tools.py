@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,3 +198,33 @@ def test_every_command_has_help_with_an_example() -> None:
         assert "Example: asyncdl" in result.stdout, command
     result = CliRunner().invoke(app, ["--help"])
     assert "130 interrupted" in result.stdout
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a non-interactive shell's `cmd &` does
+
+
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
+    ids=["sigterm-with-sigint-ignored", "ctrl-c"],
+)
+def test_serve_stops_cleanly(tmp_path: Path, stop: signal.Signals, code: int) -> None:
+    argv = [sys.executable, "-m", "asyncdl", "serve", "--port", "0", "--parts", "1", "--rows", "5"]
+    proc = subprocess.Popen(
+        [*argv, "--cache-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint if stop == signal.SIGTERM else None,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "listening on http://127.0.0.1:" in proc.stdout.readline()
+        proc.send_signal(stop)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, stderr
+    assert "emulator stopped" in stderr
+    assert "Traceback" not in stderr

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 import typer
 
 from ..config import (
@@ -187,9 +190,26 @@ def serve_command(
         out.print(f"  asyncdl download {emu.config.datasets[0].id}", markup=False)
 
     async def job() -> None:
-        await serve_emulator(config, host=host, port=port, on_ready=ready)
+        async with anyio.create_task_group() as tg:
+            if sys.platform != "win32":  # asyncio has no signal receivers on Windows
+                tg.start_soon(_stop_on_sigterm, tg.cancel_scope)
+            await serve_emulator(config, host=host, port=port, on_ready=ready)
 
-    run_async(job, on_interrupt=lambda: err.print("emulator stopped", markup=False))
+    def stopped() -> None:
+        err.print("emulator stopped", markup=False)
+
+    run_async(job, on_interrupt=stopped)  # Ctrl-C: exit code 130
+    stopped()  # SIGTERM: exit code 0
+
+
+async def _stop_on_sigterm(scope: anyio.CancelScope) -> None:
+    """Stop cleanly on SIGTERM too: what process managers send, and what still arrives when a
+    non-interactive shell started the server in the background with SIGINT ignored (the
+    benchmark harness then waited 15 s per emulator for a SIGINT that could never land)."""
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
 
 
 DEMO_OUT = Path("demo-scores")

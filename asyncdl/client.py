@@ -168,6 +168,12 @@ class AEPClient:
         self._retry = retry or RetryPolicy(max_attempts=settings.max_attempts)
         self._retry_listener: RetryListener = retry_listener or _IgnoreRetries()
         self._origin = origin_of(settings.base_url)
+        # Spellings of the origin that need no parsing: a URL that starts with one of them has
+        # exactly that origin (the authority ends at the first "/"). Anything else is parsed.
+        authority = f"{self._origin.scheme}://{self._origin.host}"
+        self._origin_prefixes: tuple[str, ...] = (f"{authority}:{self._origin.port}/",)
+        if _DEFAULT_PORTS.get(self._origin.scheme) == self._origin.port:
+            self._origin_prefixes += (f"{authority}/",)
         self._session: aiohttp.ClientSession | None = None
         self.tokens: TokenProvider
         if credentials.access_token:
@@ -231,6 +237,8 @@ class AEPClient:
 
         Raises ForeignOriginError for anything else.
         """
+        if url.startswith(self._origin_prefixes):
+            return True
         origin = origin_of(url)
         if origin == self._origin:
             return True

@@ -36,7 +36,7 @@ from .errors import (
     StreamInterruptedError,
     VerificationError,
 )
-from .footer import parquet_rows
+from .footer import parquet_rows, parquet_rows_in
 from .manifest import ManifestEntry
 from .models import Part, PartResult, PartStatus
 from .progress import ProgressListener
@@ -169,7 +169,7 @@ def _store_whole(
     """Write a whole part, hash it, check its footer, give it its name (one worker thread)."""
     with temp.open("wb", buffering=0) as fh:
         _write_chunks(fh.fileno(), chunks, offset=None, hasher=hasher)
-    rows = parquet_rows(temp, name) if verify and _is_parquet(name) else None
+    rows = parquet_rows_in(chunks, name) if verify and _is_parquet(name) else None
     os.replace(temp, final)
     return rows
 

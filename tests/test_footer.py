@@ -10,7 +10,7 @@ import pytest
 
 from asyncdl.emulator import EmulatorConfig, running_emulator
 from asyncdl.errors import VerificationError
-from asyncdl.footer import parquet_rows
+from asyncdl.footer import parquet_rows, parquet_rows_in
 from tests.conftest import EmulatorFactory
 
 
@@ -42,6 +42,20 @@ def write(path: Path, rows: int, **options: object) -> Path:
 def test_rows_match_pyarrow(tmp_path: Path, rows: int, options: dict[str, object]) -> None:
     path = write(tmp_path / "x.parquet", rows, **options)
     assert parquet_rows(path) == pq.read_metadata(path).num_rows == rows
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 5, 4096, 1 << 30])
+def test_in_memory_chunks_read_like_the_file(tmp_path: Path, chunk_bytes: int) -> None:
+    path = write(tmp_path / "x.parquet", 300, compression="snappy", row_group_size=50)
+    data = path.read_bytes()
+    assert parquet_rows_in(chunked(data, chunk_bytes), "x.parquet") == 300
+    damaged = data[:-5] + b"XPAR1"  # a footer length that no longer fits
+    with pytest.raises(VerificationError, match=r"x\.parquet"):
+        parquet_rows_in(chunked(damaged, chunk_bytes), "x.parquet")
 
 
 @pytest.mark.anyio

@@ -191,7 +191,7 @@ _S7_NA = "no Retry-After handling: stops at (or blindly retries) the first 429"
 S7 = Scenario(
     key="S7",
     title=f"rate-limited server: 400 small parts, {S7_RATE} requests/s, 429 + Retry-After above",
-    note="as in issue 4; 429s counted from asyncdl's --json retry events (parts only)",
+    note="as in issue 4; 429s counted from asyncdl's --json retry events (parts and listing)",
     serve_args=(
         *COMMON,
         "--parts",

@@ -240,6 +240,16 @@ def _verdict(value: float | None, ok: Callable[[float], bool]) -> bool | None:
     return None if value is None else ok(value)
 
 
+def _at_least(scenario: str, goal: str, ratio: float | None, minimum: float) -> Target:
+    """A speed-up target: met when ``ratio`` (slower time / asyncdl's time) reaches ``minimum``."""
+    return Target(
+        scenario=scenario,
+        goal=goal,
+        measured=_x(ratio),
+        met=_verdict(ratio, lambda v: v >= minimum),
+    )
+
+
 def _s1(result: ScenarioResult) -> list[Target]:
     seq = result.tool("sequential")
     targets = []
@@ -247,14 +257,8 @@ def _s1(result: ScenarioResult) -> list[Target]:
         j = asyncdl.tool.concurrency
         wall = asyncdl.wall_s
         speedup = _ratio(seq.wall_s if seq else None, wall)
-        targets.append(
-            Target(
-                scenario="S1",
-                goal=f">= 25x the sequential client (asyncdl -j {j})",
-                measured=_x(speedup),
-                met=_verdict(speedup, lambda v: v >= 25),
-            )
-        )
+        goal = f">= 25x the sequential client (asyncdl -j {j})"
+        targets.append(_at_least("S1", goal, speedup, 25))
         if result.listing is None:
             continue
         requests = result.listing.requests
@@ -284,14 +288,7 @@ def _s1(result: ScenarioResult) -> list[Target]:
 def _s2(result: ScenarioResult) -> list[Target]:
     asyncdl, aria = result.tools[0], result.tool("aria2c -j 8")
     speedup = _ratio(aria.wall_s if aria else None, asyncdl.wall_s)
-    targets = [
-        Target(
-            scenario="S2",
-            goal=">= 2x aria2c's MB/s",
-            measured=_x(speedup),
-            met=_verdict(speedup, lambda v: v >= 2),
-        )
-    ]
+    targets = [_at_least("S2", ">= 2x aria2c's MB/s", speedup, 2)]
     cpu = asyncdl.median("cpu_s")
     per_gb = None
     if cpu is not None and result.listing is not None:
@@ -340,14 +337,8 @@ def _s3(result: ScenarioResult) -> list[Target]:
                 )
             )
         speedup = _ratio(single.wall_s, segmented.wall_s)
-        targets.append(
-            Target(
-                scenario="S3",
-                goal=f">= 3x one connection per part (asyncdl -j {j} segments)",
-                measured=_x(speedup),
-                met=_verdict(speedup, lambda v: v >= 3),
-            )
-        )
+        goal = f">= 3x one connection per part (asyncdl -j {j} segments)"
+        targets.append(_at_least("S3", goal, speedup, 3))
     return targets
 
 
@@ -364,12 +355,7 @@ def _s4(result: ScenarioResult) -> list[Target]:
             measured="not measured" if rate is None else f"{rate:,.0f} parts/s",
             met=_verdict(rate, lambda v: v >= 1500),
         ),
-        Target(
-            scenario="S4",
-            goal=">= 2x aria2c",
-            measured=_x(speedup),
-            met=_verdict(speedup, lambda v: v >= 2),
-        ),
+        _at_least("S4", ">= 2x aria2c", speedup, 2),
     ]
 
 

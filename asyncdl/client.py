@@ -170,7 +170,8 @@ class AEPClient:
         self._origin = origin_of(settings.base_url)
         # Spellings of the origin that need no parsing: a URL that starts with one of them has
         # exactly that origin (the authority ends at the first "/"). Anything else is parsed.
-        authority = f"{self._origin.scheme}://{self._origin.host}"
+        host = f"[{self._origin.host}]" if ":" in self._origin.host else self._origin.host  # IPv6
+        authority = f"{self._origin.scheme}://{host}"
         self._origin_prefixes: tuple[str, ...] = (f"{authority}:{self._origin.port}/",)
         if _DEFAULT_PORTS.get(self._origin.scheme) == self._origin.port:
             self._origin_prefixes += (f"{authority}/",)

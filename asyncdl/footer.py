@@ -78,6 +78,14 @@ def _skip_binary(data: bytes, pos: int) -> int:
     return pos
 
 
+def _check_count(data: bytes, pos: int, count: int) -> None:
+    # Every element of a container takes at least one byte, so a count beyond the bytes left is
+    # a lie; without this check, a map of 2**60 one-byte values would keep a thread busy for
+    # ever (elements that size are skipped without reading, so nothing runs off the end).
+    if count > len(data) - pos:
+        raise _FooterError(f"a container of {count} elements in {len(data) - pos} bytes")
+
+
 def _skip_value(data: bytes, pos: int, kind: int, depth: int) -> int:
     """The position after one value of thrift type ``kind`` (not a struct field's bool)."""
     if kind in (_I16, _I32, _I64):
@@ -86,12 +94,15 @@ def _skip_value(data: bytes, pos: int, kind: int, depth: int) -> int:
         return _skip_binary(data, pos)
     if kind == _STRUCT:
         return _struct_fields(data, pos, depth + 1, -1)[0]
+    if depth > _MAX_DEPTH:
+        raise _FooterError("nesting too deep")
     if kind in (_LIST, _SET):
         header = data[pos]
         pos += 1
         size, element = header >> 4, header & 0x0F
         if size == 15:
             size, pos = _varint(data, pos)
+        _check_count(data, pos, size)
         if element in (_TRUE, _FALSE, _BYTE):  # one byte each inside a container
             pos += size
         elif element == _DOUBLE:
@@ -113,6 +124,7 @@ def _skip_value(data: bytes, pos: int, kind: int, depth: int) -> int:
         return pos
     if kind == _MAP:
         size, pos = _varint(data, pos)
+        _check_count(data, pos, size)
         if size:
             types = data[pos]
             pos += 1
@@ -122,7 +134,10 @@ def _skip_value(data: bytes, pos: int, kind: int, depth: int) -> int:
                 pos = _skip_value(data, pos, value, depth + 1)
         return pos
     if kind in (_TRUE, _FALSE, _BYTE):
-        return pos + 1
+        pos += 1
+        if pos > len(data):
+            raise _FooterError("footer ends inside a value")
+        return pos
     if kind == _DOUBLE:
         pos += 8
         if pos > len(data):
@@ -193,8 +208,8 @@ def _rows_from_footer(footer: bytes) -> int:
         raise _FooterError("footer ends inside a value") from None
     except RecursionError:
         raise _FooterError("nesting too deep") from None
-    if rows is None or rows < 0:
-        raise _FooterError("FileMetaData has no num_rows")
+    if rows is None or not 0 <= rows < 1 << 63:  # an i64, and a count
+        raise _FooterError("FileMetaData has no usable num_rows")
     return rows
 
 

@@ -336,6 +336,10 @@ def _s3(result: ScenarioResult) -> list[Target]:
                     met=None if mbps is None else mbps >= goal_mbps,
                 )
             )
+        if result.listing is not None:
+            single_streams = min(single.tool.concurrency, len(result.listing.parts))
+            if j < 3 * single_streams:
+                continue  # 3x that many connections is out of reach by construction: no verdict
         speedup = _ratio(single.wall_s, segmented.wall_s)
         goal = f">= 3x one connection per part (asyncdl -j {j} segments)"
         targets.append(_at_least("S3", goal, speedup, 3))

@@ -204,6 +204,7 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a non-interactive shell's `cmd &` does
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and preexec_fn")
 @pytest.mark.parametrize(
     ("stop", "code"),
     [(signal.SIGTERM, 0), (signal.SIGINT, 130)],

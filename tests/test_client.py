@@ -47,6 +47,8 @@ def test_different_origin(a: str, b: str) -> None:
         ("https://platform.adobe.io", "https://platform.adobe.io.evil.example/x", False),
         ("https://platform.adobe.io", "https://platform.adobe.io@evil.example/x", False),
         ("https://platform.adobe.io", "http://platform.adobe.io/data/x", False),
+        ("http://[::1]:8080", "http://[::1]:8080/data/x", True),
+        ("http://[::1]:8080", "http://[::2]:8080/data/x", False),
     ],
 )
 def test_credentials_go_only_to_the_base_origin_however_it_is_spelled(

@@ -10,7 +10,7 @@ import pytest
 
 from asyncdl.emulator import EmulatorConfig, running_emulator
 from asyncdl.errors import VerificationError
-from asyncdl.footer import parquet_rows, parquet_rows_in
+from asyncdl.footer import _FooterError, _rows_from_footer, parquet_rows, parquet_rows_in
 from tests.conftest import EmulatorFactory
 
 
@@ -91,3 +91,19 @@ def test_damaged_files_are_refused(tmp_path: Path, damage: str) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match=r"x\.parquet"):
         parquet_rows(path)
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize(
+    "footer_hex",
+    [
+        "1bffffffffffffffffff0133",  # field 1: a map<byte, byte> claiming ~2**63 entries
+        "1bffffffff0f33",  # the same with ~2**32 entries
+        "19f3ffffffff0f",  # field 1: a list<byte> claiming ~2**32 elements
+        "36fefefefefefefefefe7f00",  # field 3, num_rows, beyond an i64
+        "19" + "19" * 200,  # lists nested deeper than any parquet footer
+    ],
+)
+def test_malformed_footers_fail_fast(footer_hex: str) -> None:
+    with pytest.raises(_FooterError):
+        _rows_from_footer(bytes.fromhex(footer_hex))

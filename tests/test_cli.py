@@ -55,6 +55,13 @@ def test_download_newest_batch(emu: Emulator, tmp_path: Path) -> None:
     assert "MB/s" in stdout.splitlines()[-1]
 
 
+def test_names_are_printed_as_they_are(emu: Emulator, tmp_path: Path) -> None:
+    out_dir = tmp_path / "scores:tada:[bold]"  # rich would make an emoji (and markup) of these
+    code, stdout, stderr = run(["download", DATASET, "--out", str(out_dir)], env_for(emu))
+    assert code == 0, stderr
+    assert f"parts in {out_dir}" in stdout.replace("\n", "")
+
+
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_concurrency_must_be_positive(emu: Emulator, tmp_path: Path, value: str) -> None:
     code, _, stderr = run(["download", DATASET, "-j", value, "--out", str(tmp_path)], env_for(emu))

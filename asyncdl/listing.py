@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote_plus, urlsplit, urlunsplit
 
 from .client import AEPClient
 from .errors import (
@@ -242,8 +242,17 @@ def _largest_pages(href: str) -> str:
 
 
 def _is_directory(href: str) -> bool:
-    # A file's href names it with ?path=; a nested dataSetFileId (a directory) has no path.
-    return "path" not in parse_qs(urlsplit(href).query)
+    """A file's href names it with ?path=; a nested dataSetFileId (a directory) has no path.
+
+    The same answer as ``"path" not in parse_qs(urlsplit(href).query)`` (a field needs "=" and
+    a value; its name is unquoted), without building a dict per listed entry.
+    """
+    query = href.partition("#")[0].partition("?")[2]
+    for field in query.split("&"):
+        name, _, value = field.partition("=")
+        if value and (unquote_plus(name) if "%" in name or "+" in name else name) == "path":
+            return False
+    return True
 
 
 async def iter_parts(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 from asyncdl.errors import UnsafeNameError
-from asyncdl.listing import check_name
+from asyncdl.listing import _is_directory, check_name
 
 
 @pytest.mark.parametrize(
@@ -42,3 +44,24 @@ def test_safe_names_pass(name: str) -> None:
 def test_unsafe_names_are_rejected(name: str) -> None:
     with pytest.raises(UnsafeNameError):
         check_name(name)
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "http://h/data/foundation/export/files/F1?path=part-0.parquet",
+        "http://h/data/foundation/export/files/F1",
+        "http://h/data/foundation/export/files/F1?start=0&limit=100",
+        "http://h/files/F1?limit=3&path=a%20b.parquet",
+        "http://h/files/F1?path=",  # a blank value: parse_qs drops it
+        "http://h/files/F1?path",  # no "=": dropped too
+        "http://h/files/F1?pa%74h=x",  # an encoded name
+        "http://h/files/F1?subpath=x&paths=y",
+        "http://h/files/F1#?path=x",  # a fragment, not a query
+        "http://h/files/F1?x=1#path=y",
+        "http://h/files/F1?path+=x",  # "path " after unquoting
+        "http://h/files/F1?&&path=x&",
+    ],
+)
+def test_directory_detection_agrees_with_parse_qs(href: str) -> None:
+    assert _is_directory(href) == ("path" not in parse_qs(urlsplit(href).query))

@@ -214,8 +214,8 @@ class AEPClient:
             read_bufsize=max(self._settings.read_chunk_bytes, 1 << 16),
             raise_for_status=False,
             # AEP authenticates every call with headers; a cookie jar would only be filtered
-            # on every request and updated on every response (measurable with thousands of
-            # small parts), and could carry state between calls that nothing asked for.
+            # on every request and updated on every response (thousands of times a run), and
+            # could carry state between calls that nothing asked for.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self

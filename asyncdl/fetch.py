@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import aiofiles
 import anyio
@@ -195,6 +195,21 @@ async def _body_from(stream: ByteStream, wanted: int, name: str) -> AsyncIterato
         yield chunk
 
 
+async def _open_for_writing(path: Path, mode: Literal["wb", "ab", "r+b"]) -> AsyncFileIO:
+    """``path`` opened for the gathered writes of one stream (a whole part or a segment).
+
+    Unbuffered: writes are already >= 1 MiB, and a full disk then fails in write(), where it is
+    translated, not later in close(). Shielded: cancelled mid-open, the thread's file object
+    would leak unclosed.
+    """
+    try:
+        with anyio.CancelScope(shield=True):
+            fh = await aiofiles.open(path, mode, buffering=0)
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
+    return fh
+
+
 async def _discard(path: Path) -> None:
     try:
         await anyio.to_thread.run_sync(functools.partial(path.unlink, missing_ok=True))
@@ -251,14 +266,7 @@ class _PartWriter:
                 log.info("%s: the server ignored Range; starting over", self.part.name)
                 await self.rewind()  # the server ignored Range: the body starts at byte 0
             body = _body_from(stream, self.offset, self.part.name)
-            try:
-                # Unbuffered: writes are already >= 1 MiB, and a full disk then fails in write(),
-                # where it is translated, not later in close().
-                # Shielded: cancelled mid-open, the thread's file object would leak unclosed.
-                with anyio.CancelScope(shield=True):
-                    fh = await aiofiles.open(self.temp, "ab" if self.offset else "wb", buffering=0)
-            except OSError as exc:
-                raise _storage_error(exc, self.temp) from exc
+            fh = await _open_for_writing(self.temp, "ab" if self.offset else "wb")
             pending: list[bytes] = []
             pending_bytes = 0
             try:
@@ -575,11 +583,7 @@ class _SegmentedRun:
             if stream.status == 200:
                 raise _RangeUnsupportedError(f"{self.part.name}: the server ignores Range")
             body = _body_from(stream, offset, self.part.name)
-            try:
-                with anyio.CancelScope(shield=True):  # see _PartWriter.stream_from
-                    fh = await aiofiles.open(self.temp, "r+b", buffering=0)
-            except OSError as exc:
-                raise _storage_error(exc, self.temp) from exc
+            fh = await _open_for_writing(self.temp, "r+b")
             pending: list[bytes] = []
             pending_bytes = 0
             try:

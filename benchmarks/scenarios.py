@@ -56,6 +56,20 @@ def _asyncdl(label: str, j: int, *options: str, needs: tuple[str, ...] = ()) -> 
     )
 
 
+def _segmented(j: int) -> Tool:
+    """asyncdl in S3 with ranged segments; ``_s3`` finds these by the " segments" label ending."""
+    return _asyncdl(
+        f"asyncdl -j {j} segments",
+        j,
+        *QUIET,
+        "--segment-threshold",
+        S3_THRESHOLD,
+        "--segment-size",
+        str(S3_SEGMENT_BYTES),
+        needs=("--segment-threshold", "--segment-size"),
+    )
+
+
 SEQUENTIAL = Tool(label="sequential", kind="sequential")
 CURL = Tool(label="curl", kind="curl")
 
@@ -105,26 +119,8 @@ S3 = Scenario(
     note=f"as in issue 4 (4 x 256 MB); {S3_J} connections for every tool",
     serve_args=(*COMMON, "--parts", "4", "--part-size", "256M", "--bandwidth", "20M"),
     tools=(
-        _asyncdl(
-            f"asyncdl -j {S3_J} segments",
-            S3_J,
-            *QUIET,
-            "--segment-threshold",
-            S3_THRESHOLD,
-            "--segment-size",
-            str(S3_SEGMENT_BYTES),
-            needs=("--segment-threshold", "--segment-size"),
-        ),
-        _asyncdl(
-            f"asyncdl -j {S3_J_NARROW} segments",
-            S3_J_NARROW,
-            *QUIET,
-            "--segment-threshold",
-            S3_THRESHOLD,
-            "--segment-size",
-            str(S3_SEGMENT_BYTES),
-            needs=("--segment-threshold", "--segment-size"),
-        ),
+        _segmented(S3_J),
+        _segmented(S3_J_NARROW),
         _asyncdl(
             f"asyncdl -j {S3_J} one connection per part",
             S3_J,

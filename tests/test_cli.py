@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,3 +210,31 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(
     assert code == 1
     assert "unexpected error RuntimeError: boom" in stderr
     assert "Traceback" not in stderr
+
+
+def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> None:
+    """A real ``asyncdl download`` in a fresh interpreter loads no pydantic, pyarrow or emulator.
+
+    Start-up is part of every run's time (issue 4): typer 0.29 brings pydantic (60-80 ms per
+    start, hence the pin in pyproject.toml), pyarrow is for ``inspect`` and ``merge`` only, and
+    the emulator is for ``serve`` and ``demo``.
+    """
+    script = (
+        "import sys\n"
+        "from asyncdl.cli import main\n"
+        f"sys.argv = ['asyncdl', 'download', {DATASET!r}, '--out', {str(tmp_path)!r}, '-q']\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    roots = {'pydantic', 'pyarrow', 'asyncdl.emulator', 'aiohttp.web'}\n"
+        "    loaded = sorted(m for m in sys.modules if any(\n"
+        "        m == r or m.startswith(r + '.') for r in roots))\n"
+        "    print('LOADED', loaded, file=sys.stderr)\n"
+    )
+    env = {**os.environ, **env_for(emu)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / emu.batches_for(DATASET)[0].id).is_dir()  # it did download
+    assert "LOADED []" in done.stderr, done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import sys
@@ -234,6 +235,14 @@ def main() -> None:
     except BrokenPipeError:  # `asyncdl ... | head` must not end in a traceback
         sys.stderr.close()
         raise SystemExit(EXIT_FAILED) from None
+    finally:
+        # Interpreter shutdown runs full garbage collections over every object still alive, and
+        # after a run that is mostly what the imports made (~42,000 tracked objects): 25-30 ms
+        # of every run's wall time. Frozen objects are skipped (measured: 32 ms -> 7 ms from the
+        # last atexit hook to the exit). Frozen only now, at the end: frozen at the start, they
+        # would leave the full collections' "long-lived" count near zero and make those run
+        # more often during the run.
+        gc.freeze()
 
 
 _SIZE_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}

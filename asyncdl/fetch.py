@@ -4,7 +4,7 @@ The final name appears only after the size matches the listing's ``length`` and 
 footer reads back, so a file under its real name is always complete; everything else is a
 ``<name>.part`` that the next attempt or the next run continues with ``Range: bytes=N-``.
 The sha256 is computed from the bytes as they stream (a resumed part hashes its prefix from disk
-once). Retries follow ``RetryPolicy``; a rewind (the server ignored Range, or verification
+once); a part fetched in segments is hashed from the file as its contiguous prefix grows. Retries follow ``RetryPolicy``; a rewind (the server ignored Range, or verification
 failed) reports negative bytes to the progress listener.
 """
 
@@ -51,6 +51,9 @@ __all__ = ["FetchOptions", "fetch_part", "part_paths"]
 log = logging.getLogger(__name__)
 
 _HASH_BLOCK = 1 << 20
+# One worker-thread job of a segmented part's prefix hash (~8 ms of sha256): a cancelled run
+# waits for at most one, and the hash looks for newly landed bytes between two.
+_HASH_STEP = 16 << 20
 _UNLIMITED = 1 << 16
 _SEGMENT_RECORD_INTERVAL_S = 0.5
 
@@ -94,21 +97,32 @@ def _size(path: Path) -> int | None:
 def _hash_prefix(path: Path, length: int) -> hashlib._Hash:
     """sha256 state over the first ``length`` bytes of ``path`` (a resumed ``.part``)."""
     hasher = hashlib.sha256()
-    with path.open("rb") as fh:
-        remaining = length
-        while remaining > 0:
-            block = fh.read(min(_HASH_BLOCK, remaining))
-            if not block:
-                break
-            hasher.update(block)
-            remaining -= len(block)
+    _hash_range(hasher, path, 0, length)
     return hasher
+
+
+def _hash_range(hasher: hashlib._Hash, path: Path, start: int, length: int) -> int:
+    """Feed bytes ``[start, start + length)`` of ``path`` to ``hasher``; how many there were."""
+    block = memoryview(bytearray(min(_HASH_BLOCK, length)))  # one buffer, refilled in place
+    done = 0
+    with path.open("rb", buffering=0) as fh:
+        fh.seek(start)
+        while done < length:
+            read = fh.readinto(block[: length - done])
+            if not read:
+                break
+            hasher.update(block[:read])
+            done += read
+    return done
 
 
 def _digest_and_rows(path: Path, name: str, verify_parquet: bool) -> tuple[str, int | None]:
     hasher = _hash_prefix(path, path.stat().st_size)
-    rows = parquet_rows(path, name) if verify_parquet and _is_parquet(name) else None
-    return hasher.hexdigest(), rows
+    return hasher.hexdigest(), _rows(path, name, verify_parquet)
+
+
+def _rows(path: Path, name: str, verify_parquet: bool) -> int | None:
+    return parquet_rows(path, name) if verify_parquet and _is_parquet(name) else None
 
 
 def _is_parquet(name: str) -> bool:
@@ -528,6 +542,56 @@ def _preallocate(temp: Path, size: int, keep: int) -> None:
         fh.truncate(size)
 
 
+class _PrefixDigest:
+    """The sha256 of a segmented part, taken while its later segments are still streaming.
+
+    Segments land side by side, so only the bytes before the first unfinished segment's next
+    offset are in order. ``follow`` hashes that contiguous prefix as it grows, reading it back
+    from the file (the page cache) in a worker thread, so that when the last segment lands only
+    the bytes beyond the prefix are left to hash, not the whole part: hashing a 256 MB part
+    after its last byte took ~0.15 s on the reference machine, at the end of the run.
+    """
+
+    def __init__(self, temp: Path, plan: SegmentPlan) -> None:
+        self._temp = temp
+        self._plan = plan
+        self._hasher = hashlib.sha256()
+        self.hashed = 0
+        self._landed = anyio.Event()
+
+    def landed(self) -> None:
+        """More bytes are on disk (called after every segment write)."""
+        self._landed.set()
+
+    @property
+    def complete(self) -> bool:
+        return self.hashed == self._plan.size
+
+    def hexdigest(self) -> str:
+        if not self.complete:
+            raise RuntimeError(f"{self._temp}: hashed {self.hashed} of {self._plan.size} bytes")
+        return self._hasher.hexdigest()
+
+    async def follow(self) -> None:
+        """Hash the prefix as it grows; return once all of it is hashed or the file ends short."""
+        while self.hashed < self._plan.size:
+            # A fresh event before the prefix is read: a write landing after this line sets it.
+            self._landed = anyio.Event()
+            step = min(self._plan.contiguous - self.hashed, _HASH_STEP)
+            if step <= 0:
+                await self._landed.wait()
+                continue
+            try:
+                read = await anyio.to_thread.run_sync(
+                    _hash_range, self._hasher, self._temp, self.hashed, step
+                )
+            except OSError as exc:
+                raise _storage_error(exc, self._temp) from exc
+            self.hashed += read
+            if read < step:  # shorter than its record says: ``complete`` stays False
+                return
+
+
 class _SegmentedRun:
     """One part fetched as concurrent ranged segments written in place."""
 
@@ -545,6 +609,7 @@ class _SegmentedRun:
         self.fetched = 0
         self.saved_at = 0.0
         self.save_lock = anyio.Lock()
+        self.digest = _PrefixDigest(transfer.temp, plan)
 
     async def save(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -618,6 +683,7 @@ class _SegmentedRun:
         size = sum(map(len, chunks))
         segment.done += size
         self.fetched += size
+        self.digest.landed()
         await self.save()
 
 
@@ -666,6 +732,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
                 for segment in plan.segments:
                     if not segment.complete:
                         tg.start_soon(run.run_segment, segment)
+                tg.start_soon(run.digest.follow)
         if scope.cancelled_caught:
             return _failed(part, run.fetched, run.attempts, "per-part deadline exceeded")
     except _SegmentFailedError as failure:
@@ -680,11 +747,9 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         await _abandon(run)
         return None
     try:
-        # Segments arrive out of order, so the hash is taken from the assembled file (page
-        # cache, one sequential read) rather than while streaming.
-        sha256, rows = await anyio.to_thread.run_sync(
-            _digest_and_rows, temp, part.name, options.verify_parquet
-        )
+        if not run.digest.complete:
+            raise VerificationError(f"{part.name}: the .part is shorter than its segment record")
+        rows = await anyio.to_thread.run_sync(_rows, temp, part.name, options.verify_parquet)
     except VerificationError:
         await _abandon(run)
         return None
@@ -695,7 +760,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         status=PartStatus.DOWNLOADED,
         fetched_bytes=run.fetched,
         rows=rows,
-        sha256=sha256,
+        sha256=run.digest.hexdigest(),
         attempts=run.attempts,
     )
 

@@ -79,6 +79,16 @@ class SegmentPlan:
     def done(self) -> int:
         return sum(s.done for s in self.segments)
 
+    @property
+    def contiguous(self) -> int:
+        """How many bytes from the start of the part are on disk with no gap before them."""
+        position = 0
+        for segment in self.segments:
+            position = segment.next_offset
+            if not segment.complete:
+                break
+        return position
+
     def save(self) -> None:
         """Replace the record atomically (called from a worker thread)."""
         document = {

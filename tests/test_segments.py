@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 
 from asyncdl.emulator import Faults, running_emulator
@@ -41,6 +42,78 @@ def test_plan_record_round_trips_and_rejects_foreign_records(tmp_path: Path) -> 
     assert SegmentPlan.load(size=10, segment_bytes=4, record=record) is None
     plan.discard()
     assert not record.exists()
+
+
+def test_the_contiguous_prefix_stops_at_the_first_gap(tmp_path: Path) -> None:
+    plan = SegmentPlan.fresh(size=10, segment_bytes=4, record=tmp_path / "r")
+    assert plan.contiguous == 0
+    plan.segments[1].done = 4  # a later segment, whole: not contiguous with the start
+    assert plan.contiguous == 0
+    plan.segments[0].done = 3
+    assert plan.contiguous == 3
+    plan.segments[0].done = 4
+    assert plan.contiguous == 8  # segment 0 and segment 1, then segment 2 has nothing
+    plan.segments[2].done = 1
+    assert plan.contiguous == 9
+    plan.segments[2].done = 2
+    assert plan.contiguous == 10
+
+
+@pytest.mark.anyio
+async def test_the_digest_follows_the_prefix_while_later_segments_stream(tmp_path: Path) -> None:
+    from asyncdl.fetch import _PrefixDigest
+
+    body = bytes(range(256)) * 4096 * 3  # 3 MiB
+    temp = tmp_path / "x.part"
+    temp.write_bytes(b"\0" * len(body))  # preallocated: what no segment vouches for is garbage
+    plan = SegmentPlan.fresh(size=len(body), segment_bytes=MiB, record=tmp_path / "r")
+    digest = _PrefixDigest(temp, plan)
+
+    def land(segment: int, upto: int) -> None:  # what _SegmentedRun._flush does
+        start = plan.segments[segment].start
+        with temp.open("r+b") as fh:
+            fh.seek(start)
+            fh.write(body[start : start + upto])
+        plan.segments[segment].done = upto
+        digest.landed()
+
+    async def hashed_at_least(offset: int) -> int:
+        with anyio.fail_after(10):
+            while digest.hashed < offset:
+                await anyio.sleep(0.001)
+        return digest.hashed
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(digest.follow)
+        land(2, MiB)  # the last segment first: nothing before it is there yet
+        land(0, 100_000)
+        # Hashed while two segments are unfinished, and not a byte past the first gap.
+        assert await hashed_at_least(100_000) == 100_000
+        land(0, MiB)
+        land(1, MiB // 2)
+        assert await hashed_at_least(MiB + MiB // 2) == MiB + MiB // 2
+        assert not digest.complete
+        land(1, MiB)
+    assert digest.complete
+    assert digest.hexdigest() == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.anyio
+async def test_a_part_shorter_than_its_record_never_gets_a_digest(tmp_path: Path) -> None:
+    from asyncdl.fetch import _PrefixDigest
+
+    temp = tmp_path / "x.part"
+    temp.write_bytes(b"x" * (MiB + 10))  # truncated behind asyncdl's back
+    plan = SegmentPlan.fresh(size=2 * MiB, segment_bytes=MiB, record=tmp_path / "r")
+    for segment in plan.segments:
+        segment.done = segment.end - segment.start
+    digest = _PrefixDigest(temp, plan)
+    with anyio.fail_after(10):
+        await digest.follow()
+    assert digest.hashed == MiB + 10
+    assert not digest.complete
+    with pytest.raises(RuntimeError):
+        digest.hexdigest()
 
 
 def test_segment_progress() -> None:
@@ -123,6 +196,8 @@ async def test_segments_resume_where_the_record_says(
         [f"bytes={MiB + 100_000}-{2 * MiB - 1}", f"bytes={2 * MiB}-{truth.size - 1}"]
     )
     assert result.results[0].fetched_bytes == truth.size - MiB - 100_000
+    # The prefix from the earlier run is hashed from disk, the rest as it lands.
+    assert result.results[0].sha256 == hashlib.sha256(truth.path.read_bytes()).hexdigest()
 
 
 def test_segment_layout_is_validated() -> None:

@@ -4,8 +4,9 @@ The final name appears only after the size matches the listing's ``length`` and 
 footer reads back, so a file under its real name is always complete; everything else is a
 ``<name>.part`` that the next attempt or the next run continues with ``Range: bytes=N-``.
 The sha256 is computed from the bytes as they stream (a resumed part hashes its prefix from disk
-once); a part fetched in segments is hashed from the file as its contiguous prefix grows. Retries follow ``RetryPolicy``; a rewind (the server ignored Range, or verification
-failed) reports negative bytes to the progress listener.
+once); a part fetched in segments is hashed from the file as its contiguous prefix grows.
+Retries follow ``RetryPolicy``; a rewind (the server ignored Range, or verification failed)
+reports negative bytes to the progress listener.
 """
 
 from __future__ import annotations

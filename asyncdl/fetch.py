@@ -80,10 +80,10 @@ def part_paths(batch_dir: Path, part: Part) -> tuple[Path, Path]:
     return final, final.with_name(final.name + ".part")
 
 
-def _storage_error(exc: OSError, path: Path) -> StorageError:
+def _storage_error(exc: OSError, path: Path, doing: str = "write") -> StorageError:
     if exc.errno == errno.ENOSPC:
         return StorageError(f"disk full while writing {path}")
-    return StorageError(f"cannot write {path}: {exc.strerror or exc}")
+    return StorageError(f"cannot {doing} {path}: {exc.strerror or exc}")
 
 
 def _size(path: Path) -> int | None:
@@ -586,8 +586,8 @@ class _PrefixDigest:
                 read = await anyio.to_thread.run_sync(
                     _hash_range, self._hasher, self._temp, self.hashed, step
                 )
-            except OSError as exc:
-                raise _storage_error(exc, self._temp) from exc
+            except OSError as exc:  # asyncdl's own .part, unreadable: the disk, like a write
+                raise _storage_error(exc, self._temp, "read") from exc
             self.hashed += read
             if read < step:  # shorter than its record says: ``complete`` stays False
                 return
@@ -735,7 +735,11 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
                         tg.start_soon(run.run_segment, segment)
                 tg.start_soon(run.digest.follow)
         if scope.cancelled_caught:
-            return _failed(part, run.fetched, run.attempts, "per-part deadline exceeded")
+            if not all(s.complete for s in plan.segments):
+                return _failed(part, run.fetched, run.attempts, "per-part deadline exceeded")
+            # Every byte arrived; only the hash of the tail was cut short. The deadline bounds
+            # the network, not the local work after it: finish the hash.
+            await run.digest.follow()
     except _SegmentFailedError as failure:
         return _failed(part, run.fetched, run.attempts, str(failure))
     except _RangeUnsupportedError:

@@ -42,7 +42,14 @@ OUT_BASE_MIN_FREE = 4 * 10**9  # the biggest run writes 1 GB; one run's output e
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AEP_")}
+    # PYTHONDONTWRITEBYTECODE dropped: an asyncdl given with --asyncdl (another checkout) then
+    # writes its .pyc files on its first start (the start-up measurement), as this one's are
+    # written by _byte_compile.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AEP_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(CREDENTIALS)
     return env
 

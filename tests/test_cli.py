@@ -212,6 +212,7 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> None:
     """A real ``asyncdl download`` in a fresh interpreter loads no pydantic, pyarrow or emulator.
 
@@ -235,8 +236,8 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
         "    print('FROZEN', gc.get_freeze_count(), file=sys.stderr)\n"
     )
     env = {**os.environ, **env_for(emu)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    done = subprocess.run(  # -I: no PYTHONPATH, PYTHONWARNINGS or user site from this machine
+        [sys.executable, "-I", "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / emu.batches_for(DATASET)[0].id).is_dir()  # it did download

@@ -60,8 +60,23 @@ def test_the_contiguous_prefix_stops_at_the_first_gap(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_the_digest_follows_the_prefix_while_later_segments_stream(tmp_path: Path) -> None:
+async def test_the_digest_follows_the_prefix_while_later_segments_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncdl import fetch
     from asyncdl.fetch import _PrefixDigest
+
+    monkeypatch.setattr(fetch, "_HASH_STEP", 64 * 1024)  # many thread jobs per MiB
+    jobs: list[int] = []
+    real_hash_range = fetch._hash_range
+
+    def hash_range(hasher: object, path: Path, start: int, length: int) -> int:
+        jobs.append(length)
+        if len(jobs) == 1:  # a segment lands while a job runs: its wake-up must not be lost
+            anyio.from_thread.run_sync(land, 0, 200_000)
+        return real_hash_range(hasher, path, start, length)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetch, "_hash_range", hash_range)
 
     body = bytes(range(256)) * 4096 * 3  # 3 MiB
     temp = tmp_path / "x.part"
@@ -83,19 +98,53 @@ async def test_the_digest_follows_the_prefix_while_later_segments_stream(tmp_pat
                 await anyio.sleep(0.001)
         return digest.hashed
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(digest.follow)
-        land(2, MiB)  # the last segment first: nothing before it is there yet
-        land(0, 100_000)
-        # Hashed while two segments are unfinished, and not a byte past the first gap.
-        assert await hashed_at_least(100_000) == 100_000
-        land(0, MiB)
-        land(1, MiB // 2)
-        assert await hashed_at_least(MiB + MiB // 2) == MiB + MiB // 2
-        assert not digest.complete
-        land(1, MiB)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(digest.follow)
+            land(2, MiB)  # the last segment first: nothing before it is there yet
+            land(0, 100_000)
+            # Hashed while two segments are unfinished, and not a byte past the first gap (the
+            # first job lands 100,000 more bytes of segment 0 while it runs).
+            assert await hashed_at_least(200_000) == 200_000
+            land(0, MiB)
+            land(1, MiB // 2)
+            assert await hashed_at_least(MiB + MiB // 2) == MiB + MiB // 2
+            assert not digest.complete
+            land(1, MiB)
     assert digest.complete
+    assert max(jobs) <= 64 * 1024  # one thread job never hashes more than a step
+    assert len(jobs) >= len(body) // (64 * 1024)
     assert digest.hexdigest() == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.anyio
+async def test_a_deadline_during_the_last_hash_does_not_fail_a_part_that_arrived(
+    emulator_config: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from asyncdl import fetch
+
+    real_hash_range = fetch._hash_range
+    started = time.monotonic()
+
+    def slow_hash_range(hasher: object, path: Path, start: int, length: int) -> int:
+        # Hashing holds back until the part's deadline has passed: the bytes are all there.
+        time.sleep(max(0.0, started + 1.5 - time.monotonic()))
+        return real_hash_range(hasher, path, start, length)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetch, "_hash_range", slow_hash_range)
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000}
+    )
+    async with running_emulator(config) as emu:
+        settings = settings_for(emu, tmp_path, part_timeout_s=1.0, **segmented({}))
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        newest = emu.batches_for(DATASET)[0]
+    assert result.ok, [r.error for r in result.failed]
+    assert_identical(newest, tmp_path)
+    truth = newest.files[0].parts[0]
+    assert result.results[0].sha256 == hashlib.sha256(truth.path.read_bytes()).hexdigest()
 
 
 @pytest.mark.anyio

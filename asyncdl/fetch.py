@@ -26,7 +26,7 @@ import aiofiles
 import anyio
 
 from .client import AEPClient, ByteStream
-from .concurrency import StreamSlots, single_error
+from .concurrency import StreamSlots, ThreadBatches, single_error
 from .errors import (
     AsyncdlError,
     AuthError,
@@ -313,13 +313,16 @@ class _PartWriter:
                 url=self.part.href,
             )
 
-    async def fetch_small(self, client: AEPClient, final: Path, verify: bool) -> int | None:
+    async def fetch_small(
+        self, client: AEPClient, final: Path, verify: bool, stores: ThreadBatches | None
+    ) -> int | None:
         """A part that fits one write buffer, from byte 0, in one worker-thread job.
 
         The body is received whole, then written, hashed, verified and renamed by a single
-        thread hop instead of five (open, write, close, verify, rename): with thousands of
-        small parts, the hops were the cost. A stream that breaks still keeps what arrived in
-        ``.part``, so the next attempt continues with Range like any other part.
+        thread job instead of five (open, write, close, verify, rename): with thousands of
+        small parts, the hops were the cost, which is also why ``stores`` runs the jobs of
+        parts that finish together in one batch. A stream that breaks still keeps what arrived
+        in ``.part``, so the next attempt continues with Range like any other part.
         """
         part = self.part
         chunks: list[bytes] = []
@@ -344,11 +347,13 @@ class _PartWriter:
                     await self._keep_prefix(chunks)
             raise
         try:
-            rows = await anyio.to_thread.run_sync(
-                functools.partial(
-                    _store_whole, self.temp, final, chunks, self.hasher, part.name, verify
-                )
+            store = functools.partial(
+                _store_whole, self.temp, final, chunks, self.hasher, part.name, verify
             )
+            if stores is None:
+                rows = await anyio.to_thread.run_sync(store)
+            else:
+                rows = await stores.run_sync(store)
         except BaseException as exc:
             self.listener.on_bytes(part, -received)  # none of it counts: the attempt failed
             if isinstance(exc, OSError):
@@ -389,6 +394,7 @@ class _Transfer:
     listener: ProgressListener
     slots: StreamSlots
     absent: bool = False  # known: no .part and no final file existed when the run began
+    stores: ThreadBatches | None = None  # where small parts are stored; None: a thread hop each
 
     async def backoff(
         self, error: AsyncdlError, *, attempt: int, started: float, total: int
@@ -423,6 +429,7 @@ async def fetch_part(
     slots: StreamSlots | None = None,
     known: ManifestEntry | None = None,
     absent: bool = False,
+    stores: ThreadBatches | None = None,
 ) -> PartResult:
     """Bring one part to ``batch_dir``; never raises for a part-level failure.
 
@@ -430,7 +437,8 @@ async def fetch_part(
     (every other part would fail the same way). ``slots`` bounds the streams open at once across
     the run (each segment of a big part takes one). ``absent`` says the caller knows that neither
     the part nor its ``.part`` is on disk (it listed the directory once), which saves two stat
-    calls on the event loop per part.
+    calls on the event loop per part. ``stores`` batches the worker-thread jobs of small parts
+    across the run (one thread hop each without it).
     """
     final, temp = part_paths(batch_dir, part)
     if not absent and _size(final) == part.size:
@@ -451,6 +459,7 @@ async def fetch_part(
         listener=listener,
         slots=slots or StreamSlots(_UNLIMITED, adaptive=False),
         absent=absent,
+        stores=stores,
     )
     threshold = options.segment_threshold_bytes
     if threshold is not None and part.size >= threshold and part.size > options.segment_bytes:
@@ -478,7 +487,7 @@ async def _fetch_whole(transfer: _Transfer) -> PartResult:
                 if writer.offset == 0 and 0 < part.size <= options.write_buffer_bytes:
                     async with slots:
                         rows = await writer.fetch_small(
-                            client, transfer.final, options.verify_parquet
+                            client, transfer.final, options.verify_parquet, transfer.stores
                         )
                     slots.on_success()
                 else:

@@ -24,7 +24,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .client import AEPClient
-from .concurrency import StreamSlots, single_error
+from .concurrency import StreamSlots, single_error, thread_batches
 from .config import (
     DEFAULT_BASE_URL,
     BatchSelection,
@@ -473,6 +473,7 @@ async def download(
                         known=known,
                         absent=job.part.relpath not in job.state.present
                         and f"{job.part.relpath}.part" not in job.state.present,
+                        stores=stores,
                     )
                     job.state.results.append(result)
                     job.state.manifest.record(result)
@@ -480,7 +481,11 @@ async def download(
                     await job.state.save()
 
         try:
-            async with single_error(), anyio.create_task_group() as tg:
+            async with (
+                thread_batches() as stores,
+                single_error(),
+                anyio.create_task_group() as tg,
+            ):
                 for _ in range(settings.concurrency):
                     tg.start_soon(worker, receive.clone())
                 receive.close()

@@ -1,11 +1,17 @@
-"""AIMD stream slots: halve on 429 (once per cooldown), add one back per window of successes."""
+"""AIMD stream slots (halve on 429 once per cooldown, add back per window of successes); thread
+batches for the small blocking jobs of many parts."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
 
-from asyncdl.concurrency import StreamSlots, single_error
+from asyncdl import concurrency
+from asyncdl.concurrency import StreamSlots, ThreadBatches, single_error, thread_batches
 from asyncdl.errors import StorageError
 
 
@@ -154,3 +160,120 @@ async def test_retry_after_holds_every_new_stream() -> None:
     async with slots:
         waited = anyio.current_time() - started
     assert waited >= 0.15
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(10):
+        while not condition():
+            await anyio.sleep(0.001)
+
+
+def _blocked_job(gate: threading.Event, entered: threading.Event, value: int) -> Callable[[], int]:
+    def job() -> int:
+        entered.set()
+        if not gate.wait(10):
+            raise TimeoutError("the test never opened the gate")
+        return value
+
+    return job
+
+
+@pytest.mark.anyio
+async def test_calls_that_wait_together_run_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[int] = []
+    real_run_batch = concurrency._run_batch
+
+    def run_batch(batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        real_run_batch(batch)
+
+    monkeypatch.setattr(concurrency, "_run_batch", run_batch)
+    gate, entered = threading.Event(), threading.Event()
+    results: dict[int, object] = {}
+
+    async def call(i: int, func: Callable[[], int]) -> None:
+        try:
+            results[i] = await batches.run_sync(func)
+        except ValueError as exc:
+            results[i] = exc
+
+    def failing() -> int:
+        raise ValueError("only mine")
+
+    async with thread_batches(slow_s=60.0) as batches, anyio.create_task_group() as tg:
+        tg.start_soon(call, 0, _blocked_job(gate, entered, 100))
+        await _until(entered.is_set)
+        for i in range(1, 9):
+            tg.start_soon(call, i, lambda i=i: i * 10)
+        tg.start_soon(call, 9, failing)
+        await _until(lambda: len(batches._waiting) == 9)
+        gate.set()
+    assert sizes == [1, 9]  # one thread job for the nine that waited behind the first
+    assert results[0] == 100
+    assert [results[i] for i in range(1, 9)] == [i * 10 for i in range(1, 9)]
+    assert isinstance(results[9], ValueError)  # raised to its own caller only
+
+
+@pytest.mark.anyio
+async def test_a_slow_batch_does_not_hold_up_the_next_one() -> None:
+    gate, entered = threading.Event(), threading.Event()
+    async with thread_batches(slow_s=0.01) as batches, anyio.create_task_group() as tg:
+        tg.start_soon(batches.run_sync, _blocked_job(gate, entered, 1))
+        await _until(entered.is_set)
+        with anyio.fail_after(10):
+            assert await batches.run_sync(lambda: 2) == 2  # while the first is still blocked
+        assert not gate.is_set()
+        gate.set()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_call_that_has_not_started_never_runs() -> None:
+    gate, entered = threading.Event(), threading.Event()
+    ran: list[str] = []
+    async with thread_batches(slow_s=60.0) as batches, anyio.create_task_group() as tg:
+        tg.start_soon(batches.run_sync, _blocked_job(gate, entered, 1))
+        await _until(entered.is_set)
+        with anyio.CancelScope() as scope:
+            tg.start_soon(lambda: batches.run_sync(lambda: ran.append("withdrawn")))
+            await _until(lambda: len(batches._waiting) == 1)
+            scope.cancel()
+        tg.cancel_scope.cancel()  # the withdrawn call's own task: cancel it, as a run would
+        gate.set()
+    async with thread_batches() as batches:
+        await batches.run_sync(lambda: ran.append("later"))
+    assert ran == ["later"]
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_call_that_has_started_is_waited_for() -> None:
+    gate, entered = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def job() -> None:
+        entered.set()
+        gate.wait(10)
+        order.append("job finished")
+
+    async def caller(scope: anyio.CancelScope) -> None:
+        with scope:
+            await batches.run_sync(job)
+        order.append("caller returned")
+
+    scope = anyio.CancelScope()
+    async with thread_batches() as batches, anyio.create_task_group() as tg:
+        tg.start_soon(caller, scope)
+        await _until(entered.is_set)
+        scope.cancel()
+        await anyio.sleep(0.05)
+        assert order == []  # cancelled, but its job is still running: the caller waits
+        gate.set()
+    assert order == ["job finished", "caller returned"]
+
+
+@pytest.mark.anyio
+async def test_thread_batches_end_with_their_block() -> None:
+    with anyio.fail_after(10):
+        async with thread_batches() as batches:
+            assert await batches.run_sync(lambda: "done") == "done"
+    with pytest.raises(ValueError, match="max_threads"):
+        ThreadBatches(max_threads=0)

@@ -74,7 +74,7 @@ def versions(asyncdl: Path, repo: Path) -> dict[str, str]:
         "aria2c": tool_version(["aria2c", "--version"]),
         "curl": tool_version(["curl", "--version"]),
     }
-    for package in ("aiohttp", "anyio", "aiofiles", "pyarrow", "uvloop"):
+    for package in ("aiohttp", "anyio", "aiofiles", "pyarrow", "typer", "uvloop"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -6,8 +6,9 @@ rate limit: new streams hold off until the server's ``Retry-After`` has passed (
 just the worker that was refused, so they do not all come back in one burst); the number of
 slots halves (at most once per ``cooldown_s``: one burst of refusals counts once); and starts
 are paced at the rate the server was just accepting (the successes of the last second, because
-when requests are short, fewer slots alone do not lower the request rate; from the second
-episode on, 10% under it, so a token bucket refills before the probe reaches its limit again).
+when requests are short, fewer slots alone do not lower the request rate; none inside the first
+second, when they only measure the opening burst; from the second episode on, 10% under it, so a
+token bucket refills before the probe reaches its limit again).
 Each success then adds a little back: one slot per window of successes, and about 10% per second
 to the pace, until the pacing is lifted; a refusal inside an episode stops that probe at what
 the server accepted. Without ``adaptive`` every stream just takes a slot.
@@ -54,6 +55,7 @@ class StreamSlots:
         self.adaptive = adaptive
         self._cooldown_s = cooldown_s
         self._clock = clock
+        self._created = clock()
         self._limiter = anyio.CapacityLimiter(maximum)
         self._successes = 0
         self._last_decrease = -float("inf")
@@ -142,7 +144,16 @@ class StreamSlots:
         # lets a token bucket refill, so the next refusal (and the Retry-After that the refused
         # part then waits, which at the end of a run is the run's tail) comes later. Without an
         # estimate (nothing got through for a second), halve like TCP does.
-        if accepted:
+        #
+        # Successes counted before a whole window has passed say how much of the opening burst
+        # had come back yet, not what the server sustains: a refusal 30 ms into S7 counted 20-37
+        # of them against a limit of 50 per second, and pacing at that, the run crawled back up
+        # (7.6-10 s instead of ~7.4). So the first window sets no pace: the Retry-After hold and
+        # the halving only, and the next refusal, a window in, gives the estimate.
+        new_rate: float | None
+        if now - self._created < _WINDOW_S:
+            new_rate = None
+        elif accepted:
             # The first estimate comes from the opening burst, which a token bucket let through
             # above its steady rate: it is taken as it is, later ones with the margin.
             new_rate = float(accepted) if self.rate is None else _PACE_BACKOFF * accepted
@@ -150,8 +161,9 @@ class StreamSlots:
             new_rate = self.rate / 2
         else:
             new_rate = 1.0
-        first_pace = self.rate is None
-        self.rate = max(1.0, new_rate)
+        first_pace = self.rate is None and new_rate is not None
+        if new_rate is not None:
+            self.rate = max(1.0, new_rate)
         if first_pace and accepted:
             self._resume_at = now  # the accepted rate is known: pace from now on instead
         new_limit = max(self.minimum, self.limit // 2)

@@ -145,6 +145,26 @@ def test_later_throttles_pace_under_the_accepted_rate_and_stop_the_probe() -> No
     assert slots.rate == pytest.approx(30.0)
 
 
+def test_a_refusal_inside_the_first_window_sets_no_pace() -> None:
+    # Successes counted 30 ms in are whatever of the opening burst has come back yet, not the
+    # server's rate: pacing at them made S7 crawl. The hold and the halving still apply.
+    now = [0.0]
+    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
+    for i in range(25):
+        now[0] = i * 0.001
+        slots.on_success()
+    now[0] = 0.03
+    slots.on_throttled(retry_after_s=1.0)
+    assert slots.rate is None
+    assert slots.limit == 16
+    for i in range(50):  # after the hold, the server's bucket lets 50 through in a second
+        now[0] = 1.03 + i * 0.01
+        slots.on_success()
+    now[0] = 1.6
+    slots.on_throttled(retry_after_s=1.0)  # a window in: now the estimate counts
+    assert slots.rate == 50.0
+
+
 def test_fixed_slots_are_never_paced() -> None:
     slots = StreamSlots(8, adaptive=False)
     slots.on_success()

@@ -55,7 +55,7 @@ class StreamSlots:
         self.adaptive = adaptive
         self._cooldown_s = cooldown_s
         self._clock = clock
-        self._created = clock()
+        self._first_start: float | None = None  # when the first stream started (or succeeded)
         self._limiter = anyio.CapacityLimiter(maximum)
         self._successes = 0
         self._last_decrease = -float("inf")
@@ -72,6 +72,8 @@ class StreamSlots:
     async def _wait_turn(self) -> None:
         """Hold off for Retry-After, then keep the paced rate (both only once throttled)."""
         now = self._clock()
+        if self._first_start is None:
+            self._first_start = now
         start = max(now, self._resume_at)
         if self.rate is not None:
             start = max(start, self._next_start)
@@ -105,6 +107,8 @@ class StreamSlots:
         if not self.adaptive:
             return
         now = self._clock()
+        if self._first_start is None:
+            self._first_start = now
         self._recent.append(now)
         self._accepted_last_window(now)
         if self.rate is not None:
@@ -132,11 +136,23 @@ class StreamSlots:
             # Retry-After in the retry policy.
             self._resume_at = max(self._resume_at, now + retry_after_s)
         accepted = self._accepted_last_window(now)
+        # Successes counted before the streams have run for a whole window say how much of the
+        # opening burst had come back yet, not what the server sustains: a refusal 30 ms into S7
+        # counted 20-37 of them against a limit of 50 per second, and pacing at that, the run
+        # crawled back up (7.6-10 s instead of ~7.4). So the first window sets no pace: the
+        # Retry-After hold and the halving only, and the first refusal after it gives the pace.
+        measured = (
+            self._first_start is not None and now - self._first_start >= _WINDOW_S and accepted > 0
+        )
         if now - self._last_decrease < self._cooldown_s:
             # The same episode: no second decrease, but no more probing upwards either. The pace
             # grows with every success, and it kept climbing through a run of refusals.
             if self.rate is not None and accepted:
                 self.rate = max(1.0, min(self.rate, float(accepted)))
+            elif self.rate is None and measured:
+                # The episode began inside the first window; now the count means something.
+                self.rate = float(accepted)
+                self._resume_at = now
             return
         self._last_decrease = now
         self._successes = 0
@@ -144,15 +160,9 @@ class StreamSlots:
         # lets a token bucket refill, so the next refusal (and the Retry-After that the refused
         # part then waits, which at the end of a run is the run's tail) comes later. Without an
         # estimate (nothing got through for a second), halve like TCP does.
-        #
-        # Successes counted before a whole window has passed say how much of the opening burst
-        # had come back yet, not what the server sustains: a refusal 30 ms into S7 counted 20-37
-        # of them against a limit of 50 per second, and pacing at that, the run crawled back up
-        # (7.6-10 s instead of ~7.4). So the first window sets no pace: the Retry-After hold and
-        # the halving only, and the next refusal, a window in, gives the estimate.
         new_rate: float | None
-        if now - self._created < _WINDOW_S:
-            new_rate = None
+        if self._first_start is None or now - self._first_start < _WINDOW_S:
+            new_rate = None  # see ``measured`` above
         elif accepted:
             # The first estimate comes from the opening burst, which a token bucket let through
             # above its steady rate: it is taken as it is, later ones with the margin.
@@ -262,9 +272,12 @@ class ThreadBatches:
         self._waiting: list[_ThreadJob[Any]] = []
         self._running = 0
         self._changed = anyio.Event()  # a call arrived or a batch finished
+        self._closed = False
 
     async def run_sync(self, func: Callable[[], T]) -> T:
         """``func()`` in a worker thread, in the next batch."""
+        if self._closed:
+            raise RuntimeError("thread batches are no longer served")
         job = _ThreadJob(func)
         self._waiting.append(job)
         self._changed.set()
@@ -281,6 +294,17 @@ class ThreadBatches:
 
     async def serve(self) -> None:
         """Start batches until cancelled (``thread_batches`` does that when its block ends)."""
+        try:
+            await self._start_batches()
+        finally:
+            # Calls still waiting would wait for ever: they fail instead ("stopped before this
+            # job ran"), and so does any call made from now on.
+            self._closed = True
+            for job in self._waiting:
+                job.finished.set()
+            self._waiting = []
+
+    async def _start_batches(self) -> None:
         last_start = -float("inf")
         async with anyio.create_task_group() as tg:
             while True:

@@ -100,8 +100,8 @@ def test_throttling_paces_at_the_accepted_rate_and_grows_back() -> None:
     now = [0.0]
     slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
     assert slots.rate is None
-    for i in range(40):  # 40 accepted in the last second
-        now[0] = 0.5 + i * 0.01
+    for i in range(40):  # 40 accepted in the last second (the first second of streams)
+        now[0] = i * 0.01
         slots.on_success()
     now[0] = 1.0
     slots.on_throttled(retry_after_s=2.0)
@@ -121,7 +121,7 @@ def test_later_throttles_pace_under_the_accepted_rate_and_stop_the_probe() -> No
     now = [0.0]
     slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
     for i in range(40):
-        now[0] = 0.5 + i * 0.01
+        now[0] = i * 0.01
         slots.on_success()
     now[0] = 1.0
     slots.on_throttled(retry_after_s=1.0)
@@ -163,6 +163,33 @@ def test_a_refusal_inside_the_first_window_sets_no_pace() -> None:
     now[0] = 1.6
     slots.on_throttled(retry_after_s=1.0)  # a window in: now the estimate counts
     assert slots.rate == 50.0
+
+
+def test_the_first_window_is_counted_from_the_first_stream_not_from_creation() -> None:
+    now = [0.0]
+    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
+    now[0] = 1.2  # token, Catalog and listing took a while before any part streamed
+    for i in range(25):
+        now[0] = 1.2 + i * 0.001
+        slots.on_success()
+    now[0] = 1.23
+    slots.on_throttled(retry_after_s=1.0)
+    assert slots.rate is None
+
+
+def test_an_episode_begun_in_the_first_window_paces_once_the_window_has_passed() -> None:
+    now = [0.0]
+    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
+    for i in range(45):
+        now[0] = i * 0.02
+        slots.on_success()
+    now[0] = 0.9
+    slots.on_throttled(retry_after_s=1.0)  # inside the first window: no pace
+    assert slots.rate is None
+    now[0] = 1.2
+    slots.on_throttled(retry_after_s=1.0)  # the same episode, but now the count means something
+    assert slots.rate == 35.0  # the 35 successes from 0.2 s on (0.20 to 0.88 s, every 20 ms)
+    assert slots.limit == 16  # halved once for the episode, not twice
 
 
 def test_fixed_slots_are_never_paced() -> None:
@@ -250,18 +277,61 @@ async def test_a_slow_batch_does_not_hold_up_the_next_one() -> None:
 async def test_a_cancelled_call_that_has_not_started_never_runs() -> None:
     gate, entered = threading.Event(), threading.Event()
     ran: list[str] = []
+    scope = anyio.CancelScope()
+
+    async def withdrawn() -> None:
+        with scope:
+            await batches.run_sync(lambda: ran.append("withdrawn"))
+
     async with thread_batches(slow_s=60.0) as batches, anyio.create_task_group() as tg:
         tg.start_soon(batches.run_sync, _blocked_job(gate, entered, 1))
         await _until(entered.is_set)
-        with anyio.CancelScope() as scope:
-            tg.start_soon(lambda: batches.run_sync(lambda: ran.append("withdrawn")))
-            await _until(lambda: len(batches._waiting) == 1)
-            scope.cancel()
-        tg.cancel_scope.cancel()  # the withdrawn call's own task: cancel it, as a run would
+        tg.start_soon(withdrawn)
+        await _until(lambda: len(batches._waiting) == 1)
+        scope.cancel()
+        await _until(lambda: not batches._waiting)  # withdrawn by its cancelled caller
         gate.set()
-    async with thread_batches() as batches:
-        await batches.run_sync(lambda: ran.append("later"))
+        await batches.run_sync(lambda: ran.append("later"))  # the next batch runs without it
     assert ran == ["later"]
+
+
+@pytest.mark.anyio
+async def test_no_more_threads_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    inside: list[int] = []
+    lock = threading.Lock()
+    most = [0]
+
+    def job() -> None:
+        with lock:
+            inside.append(1)
+            most[0] = max(most[0], len(inside))
+        gate.wait(10)
+        with lock:
+            inside.pop()
+
+    async with (
+        thread_batches(slow_s=0.0, max_threads=2) as batches,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(6):
+            tg.start_soon(batches.run_sync, job)
+            await anyio.sleep(0.01)  # each arrives once the one before is running
+        await _until(lambda: len(inside) == 2)
+        await anyio.sleep(0.05)
+        assert len(inside) == 2  # the others wait for a thread of the two
+        gate.set()
+    assert most[0] == 2
+
+
+@pytest.mark.anyio
+async def test_calls_left_waiting_when_serving_stops_fail_instead_of_hanging() -> None:
+    batches = ThreadBatches()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(batches.serve)
+        tg.cancel_scope.cancel()
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="no longer served"):
+        await batches.run_sync(lambda: 1)
 
 
 @pytest.mark.anyio

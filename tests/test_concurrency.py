@@ -96,50 +96,54 @@ async def test_single_error_unwraps_the_cause() -> None:
         await run_both()
 
 
+class _Paced:
+    """Adaptive slots on a clock the test moves: the pacing arithmetic, step by step."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: self.now)
+
+    def successes(self, count: int, *, start: float, every: float) -> None:
+        for i in range(count):
+            self.now = start + i * every
+            self.slots.on_success()
+
+    def refused(self, at: float, *, retry_after_s: float = 1.0) -> None:
+        self.now = at
+        self.slots.on_throttled(retry_after_s=retry_after_s)
+
+
 def test_throttling_paces_at_the_accepted_rate_and_grows_back() -> None:
-    now = [0.0]
-    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
+    paced = _Paced()
+    slots = paced.slots
     assert slots.rate is None
-    for i in range(40):  # 40 accepted in the last second (the first second of streams)
-        now[0] = i * 0.01
-        slots.on_success()
-    now[0] = 1.0
-    slots.on_throttled(retry_after_s=2.0)
+    paced.successes(40, start=0.0, every=0.01)  # 40 in the first second of streams
+    paced.refused(1.0, retry_after_s=2.0)
     assert slots.rate == 40.0
     assert slots.limit == 16
-    for _ in range(40):
-        slots.on_success()
+    paced.successes(40, start=1.0, every=0.0)
     assert slots.rate is not None
     assert 43.9 < slots.rate < 44.1  # about 10% more per second of successes
-    now[0] = 2.5
-    slots.on_throttled(retry_after_s=1.0)  # nothing accepted in the last second but the burst
+    paced.refused(2.5)  # nothing accepted in the last second but the burst
     assert slots.rate is not None
     assert slots.rate <= 44.0 / 2 + 1e-9
 
 
 def test_later_throttles_pace_under_the_accepted_rate_and_stop_the_probe() -> None:
-    now = [0.0]
-    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
-    for i in range(40):
-        now[0] = i * 0.01
-        slots.on_success()
-    now[0] = 1.0
-    slots.on_throttled(retry_after_s=1.0)
+    paced = _Paced()
+    slots = paced.slots
+    paced.successes(40, start=0.0, every=0.01)
+    paced.refused(1.0)
     assert slots.rate == 40.0  # the first estimate is taken as it is
-    for i in range(50):  # 50 accepted in the next second: the pace probes upwards
-        now[0] = 1.5 + i * 0.01
-        slots.on_success()
+    paced.successes(50, start=1.5, every=0.01)  # 50 in the next second: the pace probes upwards
     assert slots.rate is not None
     assert slots.rate > 44.0
-    now[0] = 2.4
-    slots.on_throttled(retry_after_s=1.0)  # a new episode: a margin under what got through
+    paced.refused(2.4)  # a new episode: a margin under what got through
     assert slots.rate == pytest.approx(0.9 * 50)
-    for i in range(30):  # still in the episode's cooldown: successes probe upwards again...
-        now[0] = 2.41 + i * 0.001
-        slots.on_success()
+    # Still in the episode's cooldown: successes probe upwards again...
+    paced.successes(30, start=2.41, every=0.001)
     assert slots.rate > 45.0
-    now[0] = 3.0
-    slots.on_throttled(retry_after_s=1.0)  # ...but a refusal caps the pace at what got through
+    paced.refused(3.0)  # ...but a refusal caps the pace at what got through
     # In the second before t=3.0 only the 30 successes after 2.41 got through (the 50 ended at
     # 1.99); the probe had taken the pace to 45 + 30 x 0.1 = 48.
     assert slots.rate == pytest.approx(30.0)
@@ -148,48 +152,33 @@ def test_later_throttles_pace_under_the_accepted_rate_and_stop_the_probe() -> No
 def test_a_refusal_inside_the_first_window_sets_no_pace() -> None:
     # Successes counted 30 ms in are whatever of the opening burst has come back yet, not the
     # server's rate: pacing at them made S7 crawl. The hold and the halving still apply.
-    now = [0.0]
-    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
-    for i in range(25):
-        now[0] = i * 0.001
-        slots.on_success()
-    now[0] = 0.03
-    slots.on_throttled(retry_after_s=1.0)
-    assert slots.rate is None
-    assert slots.limit == 16
-    for i in range(50):  # after the hold, the server's bucket lets 50 through in a second
-        now[0] = 1.03 + i * 0.01
-        slots.on_success()
-    now[0] = 1.6
-    slots.on_throttled(retry_after_s=1.0)  # a window in: now the estimate counts
-    assert slots.rate == 50.0
+    paced = _Paced()
+    paced.successes(25, start=0.0, every=0.001)
+    paced.refused(0.03)
+    assert paced.slots.rate is None
+    assert paced.slots.limit == 16
+    # After the hold, the server's bucket lets 50 through in a second.
+    paced.successes(50, start=1.03, every=0.01)
+    paced.refused(1.6)  # a window in: now the estimate counts
+    assert paced.slots.rate == 50.0
 
 
 def test_the_first_window_is_counted_from_the_first_stream_not_from_creation() -> None:
-    now = [0.0]
-    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
-    now[0] = 1.2  # token, Catalog and listing took a while before any part streamed
-    for i in range(25):
-        now[0] = 1.2 + i * 0.001
-        slots.on_success()
-    now[0] = 1.23
-    slots.on_throttled(retry_after_s=1.0)
-    assert slots.rate is None
+    paced = _Paced()
+    # Token, Catalog and listing took 1.2 s before any part streamed.
+    paced.successes(25, start=1.2, every=0.001)
+    paced.refused(1.23)
+    assert paced.slots.rate is None
 
 
 def test_an_episode_begun_in_the_first_window_paces_once_the_window_has_passed() -> None:
-    now = [0.0]
-    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
-    for i in range(45):
-        now[0] = i * 0.02
-        slots.on_success()
-    now[0] = 0.9
-    slots.on_throttled(retry_after_s=1.0)  # inside the first window: no pace
-    assert slots.rate is None
-    now[0] = 1.2
-    slots.on_throttled(retry_after_s=1.0)  # the same episode, but now the count means something
-    assert slots.rate == 35.0  # the 35 successes from 0.2 s on (0.20 to 0.88 s, every 20 ms)
-    assert slots.limit == 16  # halved once for the episode, not twice
+    paced = _Paced()
+    paced.successes(45, start=0.0, every=0.02)
+    paced.refused(0.9)  # inside the first window: no pace
+    assert paced.slots.rate is None
+    paced.refused(1.2)  # the same episode, but now the count means something
+    assert paced.slots.rate == 35.0  # the 35 successes from 0.2 s on (0.20 to 0.88 s)
+    assert paced.slots.limit == 16  # halved once for the episode, not twice
 
 
 def test_fixed_slots_are_never_paced() -> None:

@@ -141,15 +141,13 @@ class StreamSlots:
         # counted 20-37 of them against a limit of 50 per second, and pacing at that, the run
         # crawled back up (7.6-10 s instead of ~7.4). So the first window sets no pace: the
         # Retry-After hold and the halving only, and the first refusal after it gives the pace.
-        measured = (
-            self._first_start is not None and now - self._first_start >= _WINDOW_S and accepted > 0
-        )
+        first_window = self._first_start is None or now - self._first_start < _WINDOW_S
         if now - self._last_decrease < self._cooldown_s:
             # The same episode: no second decrease, but no more probing upwards either. The pace
             # grows with every success, and it kept climbing through a run of refusals.
             if self.rate is not None and accepted:
                 self.rate = max(1.0, min(self.rate, float(accepted)))
-            elif self.rate is None and measured:
+            elif self.rate is None and accepted and not first_window:
                 # The episode began inside the first window; now the count means something.
                 self.rate = float(accepted)
                 self._resume_at = now
@@ -161,8 +159,8 @@ class StreamSlots:
         # part then waits, which at the end of a run is the run's tail) comes later. Without an
         # estimate (nothing got through for a second), halve like TCP does.
         new_rate: float | None
-        if self._first_start is None or now - self._first_start < _WINDOW_S:
-            new_rate = None  # see ``measured`` above
+        if first_window:
+            new_rate = None  # see ``first_window`` above
         elif accepted:
             # The first estimate comes from the opening burst, which a token bucket let through
             # above its steady rate: it is taken as it is, later ones with the margin.

@@ -110,3 +110,10 @@ def threaded_emulator(config: EmulatorConfig) -> Iterator[Emulator]:
         portal.wrap_async_context_manager(running_emulator(config)) as emu,
     ):
         yield emu
+
+
+async def until(condition: Callable[[], bool], *, timeout_s: float = 10.0) -> None:
+    """Wait on the event loop until ``condition()`` holds; fail after ``timeout_s``."""
+    with anyio.fail_after(timeout_s):
+        while not condition():
+            await anyio.sleep(0.001)

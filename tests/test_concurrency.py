@@ -13,6 +13,7 @@ import pytest
 from asyncdl import concurrency
 from asyncdl.concurrency import StreamSlots, ThreadBatches, single_error, thread_batches
 from asyncdl.errors import StorageError
+from tests.conftest import until
 
 
 def test_throttling_halves_once_per_cooldown() -> None:
@@ -198,12 +199,6 @@ async def test_retry_after_holds_every_new_stream() -> None:
     assert waited >= 0.15
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    with anyio.fail_after(10):
-        while not condition():
-            await anyio.sleep(0.001)
-
-
 def _blocked_job(gate: threading.Event, entered: threading.Event, value: int) -> Callable[[], int]:
     def job() -> int:
         entered.set()
@@ -238,11 +233,11 @@ async def test_calls_that_wait_together_run_as_one_batch(monkeypatch: pytest.Mon
 
     async with thread_batches(slow_s=60.0) as batches, anyio.create_task_group() as tg:
         tg.start_soon(call, 0, _blocked_job(gate, entered, 100))
-        await _until(entered.is_set)
+        await until(entered.is_set)
         for i in range(1, 9):
             tg.start_soon(call, i, lambda i=i: i * 10)
         tg.start_soon(call, 9, failing)
-        await _until(lambda: len(batches._waiting) == 9)
+        await until(lambda: len(batches._waiting) == 9)
         gate.set()
     assert sizes == [1, 9]  # one thread job for the nine that waited behind the first
     assert results[0] == 100
@@ -255,7 +250,7 @@ async def test_a_slow_batch_does_not_hold_up_the_next_one() -> None:
     gate, entered = threading.Event(), threading.Event()
     async with thread_batches(slow_s=0.01) as batches, anyio.create_task_group() as tg:
         tg.start_soon(batches.run_sync, _blocked_job(gate, entered, 1))
-        await _until(entered.is_set)
+        await until(entered.is_set)
         with anyio.fail_after(10):
             assert await batches.run_sync(lambda: 2) == 2  # while the first is still blocked
         assert not gate.is_set()
@@ -274,11 +269,11 @@ async def test_a_cancelled_call_that_has_not_started_never_runs() -> None:
 
     async with thread_batches(slow_s=60.0) as batches, anyio.create_task_group() as tg:
         tg.start_soon(batches.run_sync, _blocked_job(gate, entered, 1))
-        await _until(entered.is_set)
+        await until(entered.is_set)
         tg.start_soon(withdrawn)
-        await _until(lambda: len(batches._waiting) == 1)
+        await until(lambda: len(batches._waiting) == 1)
         scope.cancel()
-        await _until(lambda: not batches._waiting)  # withdrawn by its cancelled caller
+        await until(lambda: not batches._waiting)  # withdrawn by its cancelled caller
         gate.set()
         await batches.run_sync(lambda: ran.append("later"))  # the next batch runs without it
     assert ran == ["later"]
@@ -306,7 +301,7 @@ async def test_no_more_threads_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> 
         for _ in range(6):
             tg.start_soon(batches.run_sync, job)
             await anyio.sleep(0.01)  # each arrives once the one before is running
-        await _until(lambda: len(inside) == 2)
+        await until(lambda: len(inside) == 2)
         await anyio.sleep(0.05)
         assert len(inside) == 2  # the others wait for a thread of the two
         gate.set()
@@ -341,7 +336,7 @@ async def test_a_cancelled_call_that_has_started_is_waited_for() -> None:
     scope = anyio.CancelScope()
     async with thread_batches() as batches, anyio.create_task_group() as tg:
         tg.start_soon(caller, scope)
-        await _until(entered.is_set)
+        await until(entered.is_set)
         scope.cancel()
         await anyio.sleep(0.05)
         assert order == []  # cancelled, but its job is still running: the caller waits

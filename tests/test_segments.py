@@ -14,7 +14,13 @@ import pytest
 from asyncdl.emulator import Faults, running_emulator
 from asyncdl.pipeline import download
 from asyncdl.segments import Segment, SegmentPlan
-from tests.conftest import EmulatorFactory, credentials_for, first_part_paths, settings_for
+from tests.conftest import (
+    EmulatorFactory,
+    credentials_for,
+    first_part_paths,
+    settings_for,
+    until,
+)
 from tests.test_pipeline import DATASET, assert_identical
 
 MiB = 1 << 20
@@ -93,9 +99,7 @@ async def test_the_digest_follows_the_prefix_while_later_segments_stream(
         digest.landed()
 
     async def hashed_at_least(offset: int) -> int:
-        with anyio.fail_after(10):
-            while digest.hashed < offset:
-                await anyio.sleep(0.001)
+        await until(lambda: digest.hashed >= offset)
         return digest.hashed
 
     with anyio.fail_after(10):

@@ -142,6 +142,9 @@ class DownloadSettings:
     segment_threshold_bytes: int | None = 64 * MiB
     segment_bytes: int = 32 * MiB
     adaptive: bool = True  # shrink concurrency on 429, grow it back on success (AIMD)
+    # Sync each part to stable storage before it gets its final name (and segment progress before
+    # it is recorded): what the manifest vouches for then survives a power loss, not only a crash.
+    fsync: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", _check_url(self.base_url, "the base URL"))

@@ -27,6 +27,7 @@ import anyio
 
 from .client import AEPClient, ByteStream
 from .concurrency import StreamSlots, ThreadBatches, single_error
+from .durable import sync_file
 from .errors import (
     AsyncdlError,
     AuthError,
@@ -72,6 +73,7 @@ class FetchOptions:
     verify_parquet: bool = True
     segment_threshold_bytes: int | None = 64 << 20
     segment_bytes: int = 32 << 20
+    fsync: bool = True  # sync a part before its final name (and segments before their record)
 
 
 def part_paths(batch_dir: Path, part: Part) -> tuple[Path, Path]:
@@ -179,11 +181,20 @@ async def _flush_chunks(
 
 
 def _store_whole(
-    temp: Path, final: Path, chunks: list[bytes], hasher: hashlib._Hash, name: str, verify: bool
+    temp: Path,
+    final: Path,
+    chunks: list[bytes],
+    hasher: hashlib._Hash,
+    *,
+    name: str,
+    verify: bool,
+    sync: bool,
 ) -> int | None:
     """Write a whole part, hash it, check its footer, give it its name (one worker thread)."""
     with temp.open("wb", buffering=0) as fh:
         _write_chunks(fh.fileno(), chunks, offset=None, hasher=hasher)
+        if sync:
+            os.fsync(fh.fileno())
     rows = parquet_rows_in(chunks, name) if verify and _is_parquet(name) else None
     os.replace(temp, final)
     return rows
@@ -314,7 +325,13 @@ class _PartWriter:
             )
 
     async def fetch_small(
-        self, client: AEPClient, final: Path, verify: bool, stores: ThreadBatches | None
+        self,
+        client: AEPClient,
+        final: Path,
+        *,
+        verify: bool,
+        sync: bool,
+        stores: ThreadBatches | None,
     ) -> int | None:
         """A part that fits one write buffer, from byte 0, in one worker-thread job.
 
@@ -348,7 +365,14 @@ class _PartWriter:
             raise
         try:
             store = functools.partial(
-                _store_whole, self.temp, final, chunks, self.hasher, part.name, verify
+                _store_whole,
+                self.temp,
+                final,
+                chunks,
+                self.hasher,
+                name=part.name,
+                verify=verify,
+                sync=sync,
             )
             if stores is None:
                 rows = await anyio.to_thread.run_sync(store)
@@ -487,7 +511,11 @@ async def _fetch_whole(transfer: _Transfer) -> PartResult:
                 if writer.offset == 0 and 0 < part.size <= options.write_buffer_bytes:
                     async with slots:
                         rows = await writer.fetch_small(
-                            client, transfer.final, options.verify_parquet, transfer.stores
+                            client,
+                            transfer.final,
+                            verify=options.verify_parquet,
+                            sync=options.fsync,
+                            stores=transfer.stores,
                         )
                     slots.on_success()
                 else:
@@ -523,13 +551,20 @@ async def _verify_and_rename(transfer: _Transfer) -> int | None:
     rows: int | None = None
     if transfer.options.verify_parquet and _is_parquet(part.name) and part.size > 0:
         rows = await anyio.to_thread.run_sync(parquet_rows, temp, part.name)
-    await _rename(temp, transfer.final)
+    await _seal(temp, transfer.final, sync=transfer.options.fsync)
     return rows
 
 
-async def _rename(temp: Path, final: Path) -> None:
+async def _seal(temp: Path, final: Path, *, sync: bool) -> None:
+    """Give a verified ``.part`` its final name; with ``sync``, only once its bytes are durable."""
+
+    def seal() -> None:
+        if sync:
+            sync_file(temp)
+        os.replace(temp, final)
+
     try:
-        await anyio.to_thread.run_sync(os.replace, temp, final)
+        await anyio.to_thread.run_sync(seal)
     except OSError as exc:
         raise _storage_error(exc, final) from exc
 
@@ -617,20 +652,34 @@ class _SegmentedRun:
         self.started = time.monotonic()
         self.attempts = 0
         self.fetched = 0
-        self.saved_at = 0.0
         self.save_lock = anyio.Lock()
         self.digest = _PrefixDigest(transfer.temp, plan)
+        self._landed = anyio.Event()  # bytes landed since the record was last saved
+        self._all_landed = anyio.Event()
 
-    async def save(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.saved_at < _SEGMENT_RECORD_INTERVAL_S:
-            return
+    async def save(self) -> None:
+        """Record the segments' progress (synced first with ``fsync``); one save at a time."""
+        sync = self.temp if self.options.fsync else None
         async with self.save_lock:
-            self.saved_at = now
             try:
-                await anyio.to_thread.run_sync(self.plan.save)
+                await anyio.to_thread.run_sync(functools.partial(self.plan.save, sync=sync))
             except OSError as exc:
                 raise _storage_error(exc, self.plan.record) from exc
+
+    async def keep_record(self) -> None:
+        """Save the record while segments land, at most once per interval, until all have.
+
+        A task beside the streams, not a step of theirs: a sync can take as long as the disk
+        needs to write back what arrived, and no stream should stop reading meanwhile.
+        """
+        while not self.plan.complete:
+            await self._landed.wait()
+            self._landed = anyio.Event()
+            if self.plan.complete:
+                return  # the part is about to be synced whole and renamed
+            await self.save()
+            with anyio.move_on_after(_SEGMENT_RECORD_INTERVAL_S):
+                await self._all_landed.wait()
 
     async def run_segment(self, segment: Segment) -> None:
         attempts = 0
@@ -694,7 +743,9 @@ class _SegmentedRun:
         segment.done += size
         self.fetched += size
         self.digest.landed()
-        await self.save()
+        self._landed.set()
+        if self.plan.complete:
+            self._all_landed.set()
 
 
 async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
@@ -721,7 +772,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
     if preallocate is not None:
         # The record goes first: a full-size .part whose holes read as zeros must never exist
         # without the record that says which bytes are real.
-        await run.save(force=True)
+        await run.save()
         try:
             await anyio.to_thread.run_sync(_preallocate, temp, part.size, preallocate)
         except OSError as exc:
@@ -733,7 +784,6 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         plan.segment_bytes,
         plan.done,
     )
-    await run.save(force=True)
     listener.on_bytes(part, plan.done)
     range_unsupported = False
     try:
@@ -743,8 +793,9 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
                     if not segment.complete:
                         tg.start_soon(run.run_segment, segment)
                 tg.start_soon(run.digest.follow)
+                tg.start_soon(run.keep_record)
         if scope.cancelled_caught:
-            if not all(s.complete for s in plan.segments):
+            if not plan.complete:
                 return _failed(part, run.fetched, run.attempts, "per-part deadline exceeded")
             # Every byte arrived; only the hash of the tail was cut short. The deadline bounds
             # the network, not the local work after it: finish the hash.
@@ -754,9 +805,9 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
     except _RangeUnsupportedError:
         range_unsupported = True
     finally:
-        if not range_unsupported and not all(s.complete for s in plan.segments):
+        if not range_unsupported and not plan.complete:
             with anyio.CancelScope(shield=True):
-                await run.save(force=True)  # what did arrive is kept for the next attempt
+                await run.save()  # what did arrive is kept for the next attempt
     if range_unsupported:
         await _abandon(run)
         return None
@@ -767,7 +818,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
     except VerificationError:
         await _abandon(run)
         return None
-    await _rename(temp, transfer.final)
+    await _seal(temp, transfer.final, sync=options.fsync)
     await _discard(plan.record)
     return PartResult(
         part=part,

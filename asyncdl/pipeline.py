@@ -449,6 +449,7 @@ async def download(
         verify_parquet=settings.verify_parquet,
         segment_threshold_bytes=settings.segment_threshold_bytes,
         segment_bytes=settings.segment_bytes,
+        fsync=settings.fsync,
     )
     slots = StreamSlots(settings.concurrency, adaptive=settings.adaptive)
     await anyio.to_thread.run_sync(_prepare_out_dir, settings.out_dir)

@@ -3,7 +3,9 @@
 A big part is split into fixed-size byte ranges fetched concurrently and written in place at
 their offsets (no concatenation pass). Progress per segment lives in ``<name>.part.segments``
 (JSON, replaced atomically), written after the bytes it counts, so after a crash the record
-never claims more than is on disk and each segment resumes where it stood.
+never claims more than is on disk and each segment resumes where it stood. With ``sync`` those
+bytes are synced before the record is written, which extends that to a power loss: the part is
+preallocated, so without the record its unwritten ranges would read as zeros of the right size.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .durable import sync_directory, sync_file
 
 __all__ = ["Segment", "SegmentPlan"]
 
@@ -80,6 +84,10 @@ class SegmentPlan:
         return sum(s.done for s in self.segments)
 
     @property
+    def complete(self) -> bool:
+        return all(s.complete for s in self.segments)
+
+    @property
     def contiguous(self) -> int:
         """How many bytes from the start of the part are on disk with no gap before them."""
         position = 0
@@ -89,17 +97,29 @@ class SegmentPlan:
                 break
         return position
 
-    def save(self) -> None:
-        """Replace the record atomically (called from a worker thread)."""
+    def save(self, *, sync: Path | None = None) -> None:
+        """Replace the record atomically (called from a worker thread).
+
+        ``sync`` is the file whose bytes the record counts: it is synced after the counts are
+        read and before the record is written, and the record itself before it is used.
+        """
         document = {
             "format": _FORMAT,
             "size": self.size,
             "segment_bytes": self.segment_bytes,
             "segments": [[s.start, s.end, s.done] for s in self.segments],
         }
+        if sync is not None and self.done:  # nothing done: the .part may not exist yet
+            sync_file(sync)
         tmp = self.record.with_name(self.record.name + ".tmp")
-        tmp.write_text(json.dumps(document), encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(json.dumps(document))
+            if sync is not None:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, self.record)
+        if sync is not None:
+            sync_directory(self.record.parent)
 
     def discard(self) -> None:
         self.record.unlink(missing_ok=True)

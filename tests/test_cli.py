@@ -58,6 +58,27 @@ def test_download_newest_batch(emu: Emulator, tmp_path: Path) -> None:
     assert "MB/s" in stdout.splitlines()[-1]
 
 
+def test_no_fsync_reaches_the_download(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    code, _, stderr = run(
+        ["download", DATASET, "--out", str(tmp_path / "a"), "--no-fsync"], env_for(emu)
+    )
+    assert code == 0, stderr
+    assert synced == []
+    code, _, stderr = run(["download", DATASET, "--out", str(tmp_path / "b")], env_for(emu))
+    assert code == 0, stderr
+    assert len(synced) >= len(emu.batches_for(DATASET)[0].files[0].parts)
+
+
 def test_names_are_printed_as_they_are(emu: Emulator, tmp_path: Path) -> None:
     out_dir = tmp_path / "scores:tada:[bold]"  # rich would make an emoji (and markup) of these
     code, stdout, stderr = run(["download", DATASET, "--out", str(out_dir)], env_for(emu))

@@ -97,6 +97,14 @@ def download_command(
             "--adaptive/--no-adaptive", help="Halve concurrency on 429, grow back on success."
         ),
     ] = True,
+    fsync: Annotated[
+        bool,
+        typer.Option(
+            "--fsync/--no-fsync",
+            help="Sync each part to disk before naming it, so a power loss cannot leave a part"
+            " the manifest vouches for. --no-fsync: faster on slow network file systems.",
+        ),
+    ] = True,
     allow_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -135,6 +143,7 @@ def download_command(
         segment_bytes=parse_size(segment_size),
         segment_threshold_bytes=parse_size(segment_threshold),
         adaptive=adaptive,
+        fsync=fsync,
     )
     credentials = credentials_from(environment)
     try:

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from asyncdl.emulator.config import EmulatorConfig
 from asyncdl.emulator.data import (
-    _DIGITS,
+    DIGIT_TABLE,
     ECID_DIGITS,
     GENERATOR_VERSION,
     ROW_GROUP_ROWS,
@@ -42,7 +42,8 @@ from asyncdl.emulator.data import (
     TruthDataset,
     TruthFile,
     TruthPart,
-    _ulid,
+    ulid,
+    uniform,
 )
 from asyncdl.emulator.views import Index, problem
 
@@ -77,8 +78,6 @@ _MEMBERSHIP = pa.struct(
 )
 _STATUSES = pa.array(["realized", "existing"], pa.string())
 _U8_1 = pa.scalar(1, pa.uint8())
-_U64_11 = pa.scalar(11, pa.uint64())
-_F_2_POW_M53 = pa.scalar(2.0**-53, pa.float64())
 _F_WINDOW = pa.scalar(float(_THIRTY_DAYS_MS), pa.float64())
 _I_BEFORE = pa.scalar(_QUALIFIED_BEFORE_MS, pa.int64())
 
@@ -105,7 +104,7 @@ def _field_tree(paths: Sequence[str]) -> dict[str, Any]:
 
 def _digit_strings(rng: random.Random, n: int, width: int) -> pa.StringArray:
     """``n`` random strings of ``width`` ASCII digits, built in one buffer."""
-    digits = rng.randbytes(width * n).translate(_DIGITS)
+    digits = rng.randbytes(width * n).translate(DIGIT_TABLE)
     offsets = pa.array(range(0, width * (n + 1), width), pa.int32())
     return cast(
         pa.StringArray,
@@ -119,14 +118,6 @@ def _single_entry_map(n: int, key: str, items: Any) -> Any:
     from_arrays: Any = pa.MapArray.from_arrays
     offsets = pa.array(range(n + 1), pa.int32())
     return from_arrays(offsets, pa.repeat(pa.scalar(key, pa.string()), n), items)
-
-
-def _uniform(rng: random.Random, n: int) -> pa.DoubleArray:
-    words = pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(rng.randbytes(8 * n))])
-    result: pa.DoubleArray = pc.multiply(
-        pc.cast(pc.shift_right(words, _U64_11), pa.float64()), _F_2_POW_M53
-    )
-    return result
 
 
 def _field_column(rng: random.Random, n: int, name: str, subtree: dict[str, Any] | None) -> Any:
@@ -150,7 +141,7 @@ def _profiles(rng: random.Random, n: int, *, segment_id: str, tree: dict[str, An
     )
     flags = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(rng.randbytes(n))])
     status = pc.take(_STATUSES, pc.bit_wise_and(flags, _U8_1))
-    ago = pc.cast(pc.floor(pc.multiply(_uniform(rng, n), _F_WINDOW)), pa.int64())
+    ago = pc.cast(pc.floor(pc.multiply(uniform(rng, n), _F_WINDOW)), pa.int64())
     qualified = pc.cast(pc.subtract(_I_BEFORE, ago), pa.timestamp("ms", tz="UTC"))
     # segmentMembership.ups.<segmentId> = {status, lastQualificationTime}, as XDM nests it.
     membership = _single_entry_map(
@@ -456,7 +447,7 @@ class ExportJobs:
             rows_per_segment=config.export_rows_per_segment,
             parts=config.export_parts_per_batch,
         )
-        batch_id = _ulid(created_ms, random.Random(secrets.randbits(64)))
+        batch_id = ulid(created_ms, random.Random(secrets.randbits(64)))
         file_id = f"{batch_id}-1"
         parts = tuple(
             TruthPart(name=p.name, path=p.path, size=p.size, rows=p.rows, directory=file_id)

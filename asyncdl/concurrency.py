@@ -201,8 +201,10 @@ async def single_error() -> AsyncIterator[None]:
         primary: BaseException | None = ranked[0] if ranked else None
         if primary is None:  # KeyboardInterrupt and friends pass through as themselves
             primary = next((e for e in leaves if not isinstance(e, Exception)), None)
+        if primary is None and len(leaves) == 1:
+            primary = leaves[0]  # a bug, however deeply nested task groups wrapped it
         if primary is None:
-            raise
+            raise  # several unrelated bugs: the group shows them all
         raise primary from None
 
 

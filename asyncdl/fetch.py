@@ -603,6 +603,7 @@ class _PrefixDigest:
         self._hasher = hashlib.sha256()
         self.hashed = 0
         self._landed = anyio.Event()
+        self._following = False
 
     def landed(self) -> None:
         """More bytes are on disk (called after every segment write)."""
@@ -618,7 +619,20 @@ class _PrefixDigest:
         return self._hasher.hexdigest()
 
     async def follow(self) -> None:
-        """Hash the prefix as it grows; return once all of it is hashed or the file ends short."""
+        """Hash the prefix as it grows; return once all of it is hashed or the file ends short.
+
+        One at a time (a second follower would feed the same bytes to the hash twice); a
+        follower stopped by a deadline can be followed by another.
+        """
+        if self._following:
+            raise RuntimeError(f"{self._temp}: the digest is already being followed")
+        self._following = True
+        try:
+            await self._follow()
+        finally:
+            self._following = False
+
+    async def _follow(self) -> None:
         while self.hashed < self._plan.size:
             # A fresh event before the prefix is read: a write landing after this line sets it.
             self._landed = anyio.Event()

@@ -97,6 +97,38 @@ async def test_single_error_unwraps_the_cause() -> None:
         await run_both()
 
 
+@pytest.mark.anyio
+async def test_a_bug_inside_nested_task_groups_surfaces_as_itself() -> None:
+    """The pipeline's shape: workers inside thread batches; a plain bug must not arrive as a
+    group inside a group (the CLI would show "unhandled errors in a TaskGroup")."""
+
+    async def buggy() -> None:
+        raise KeyError("no such column")
+
+    async def run() -> None:
+        async with thread_batches(), single_error(), anyio.create_task_group() as tg:
+            tg.start_soon(anyio.sleep, 10)
+            tg.start_soon(buggy)
+
+    with pytest.raises(KeyError, match="no such column"):
+        await run()
+
+
+@pytest.mark.anyio
+async def test_unrelated_bugs_stay_together() -> None:
+    async def buggy(exc: Exception) -> None:
+        raise exc
+
+    async def run() -> None:
+        async with single_error(), anyio.create_task_group() as tg:
+            tg.start_soon(buggy, KeyError("a"))
+            tg.start_soon(buggy, ValueError("b"))
+
+    with pytest.raises(ExceptionGroup) as caught:
+        await run()
+    assert {type(e) for e in caught.value.exceptions} == {KeyError, ValueError}
+
+
 class _Paced:
     """Adaptive slots on a clock the test moves: the pacing arithmetic, step by step."""
 

@@ -122,6 +122,28 @@ async def test_the_digest_follows_the_prefix_while_later_segments_stream(
 
 
 @pytest.mark.anyio
+async def test_one_follower_at_a_time_and_another_after_it_stops(tmp_path: Path) -> None:
+    from asyncdl.fetch import _PrefixDigest
+
+    body = bytes(range(256)) * 4096 * 2  # 2 MiB
+    temp = tmp_path / "x.part"
+    temp.write_bytes(body)
+    plan = SegmentPlan.fresh(size=len(body), segment_bytes=MiB, record=tmp_path / "r")
+    plan.segments[0].done = MiB
+    digest = _PrefixDigest(temp, plan)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(digest.follow)
+            await until(lambda: digest.hashed == MiB)  # now waiting for segment 1
+            with pytest.raises(RuntimeError, match="already being followed"):
+                await digest.follow()
+            tg.cancel_scope.cancel()  # as a per-part deadline does
+        plan.segments[1].done = MiB
+        await digest.follow()
+    assert digest.hexdigest() == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.anyio
 async def test_a_deadline_during_the_last_hash_does_not_fail_a_part_that_arrived(
     emulator_config: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

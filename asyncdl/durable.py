@@ -2,36 +2,74 @@
 
 A crashed or killed process loses nothing the kernel had accepted. A power loss (or a kernel
 panic) loses what the page cache had not yet written back, and a file system may keep a rename,
-or the size of a preallocated file, while losing the data behind it. A part's final name, a
-manifest entry and a segment record all vouch for bytes, so each is written only after those
-bytes are synced: data first, then the name or record that points at it (as dpkg, git and
-databases do). Blocking calls: run them in a worker thread.
+or the size of a preallocated file, while losing the data behind it. A part's final name and a
+segment record vouch for bytes, so each is written only after those bytes are synced: data
+first, then the name or record that points at it (as dpkg, git and databases do).
+
+The manifest is not synced: it only saves re-reading finished parts, and a lost or stale one
+means they are hashed again, never that a bad part is trusted. A part's final name is not
+synced either: a lost rename leaves a synced, complete ``.part`` that the next run renames.
+
+On macOS, ``fsync`` reaches the drive but not through its write cache (``F_FULLFSYNC`` would,
+at a large cost); SQLite makes the same trade by default. Blocking calls: run them in a thread.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
-__all__ = ["sync_directory", "sync_file"]
+__all__ = ["SyncError", "has_hole", "sync_directory", "sync_file"]
+
+# What a file system that cannot sync a directory answers (PostgreSQL ignores the same ones).
+_CANNOT_SYNC_DIRECTORY = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EBADF})
 
 
-def sync_file(path: Path) -> None:
-    """Return once ``path``'s data and size are on stable storage."""
-    # Read-write, not read-only: Windows cannot flush a handle opened for reading.
-    fd = os.open(path, os.O_RDWR)
+class SyncError(OSError):
+    """A sync failed; ``filename`` is what did not reach the disk."""
+
+
+def sync_file(path: Path, fd: int | None = None) -> None:
+    """Return once ``path``'s data and size are on stable storage (``fd``: it, already open)."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        if fd is not None:
+            os.fsync(fd)
+            return
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise SyncError(exc.errno, exc.strerror, os.fspath(path)) from exc
 
 
 def sync_directory(path: Path) -> None:
     """Return once the names created or replaced in ``path`` are on stable storage."""
-    if os.name == "nt":  # NTFS journals names itself; a directory cannot be opened to flush
-        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in _CANNOT_SYNC_DIRECTORY:
+            return  # the file system keeps names some other way (or not at all): nothing to do
+        raise SyncError(exc.errno, exc.strerror, os.fspath(path)) from exc
+
+
+def has_hole(path: Path, size: int) -> bool:
+    """Whether ``path`` has a hole before byte ``size``: a range never written.
+
+    A ``.part`` written front to back has none; a preallocated one (segments) has one wherever
+    no segment wrote, even after a power loss that took its record. False where the file
+    system cannot tell (no ``SEEK_HOLE``: it then reports the whole file as data).
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        return os.lseek(fd, 0, os.SEEK_HOLE) < size
+    except OSError:  # EINVAL/ENXIO: SEEK_HOLE unsupported here
+        return False
     finally:
         os.close(fd)

@@ -11,23 +11,24 @@ reports negative bytes to the progress listener.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import aiofiles
 import anyio
 
 from .client import AEPClient, ByteStream
 from .concurrency import StreamSlots, ThreadBatches, single_error
-from .durable import sync_file
+from .durable import SyncError, has_hole, sync_file
 from .errors import (
     AsyncdlError,
     AuthError,
@@ -43,7 +44,7 @@ from .manifest import ManifestEntry
 from .models import Part, PartResult, PartStatus
 from .progress import ProgressListener
 from .retry import RetryPolicy
-from .segments import Segment, SegmentPlan
+from .segments import Segment, SegmentPlan, record_temp
 
 if TYPE_CHECKING:
     from aiofiles.threadpool.binary import AsyncFileIO
@@ -83,6 +84,11 @@ def part_paths(batch_dir: Path, part: Part) -> tuple[Path, Path]:
 
 
 def _storage_error(exc: OSError, path: Path, doing: str = "write") -> StorageError:
+    if isinstance(exc, SyncError):
+        hint = ""
+        if exc.errno in (errno.EINVAL, errno.ENOTSUP):
+            hint = " (this file system cannot sync; --no-fsync skips syncing)"
+        return StorageError(f"cannot sync {exc.filename} to disk: {exc.strerror or exc}{hint}")
     if exc.errno == errno.ENOSPC:
         return StorageError(f"disk full while writing {path}")
     return StorageError(f"cannot {doing} {path}: {exc.strerror or exc}")
@@ -131,6 +137,8 @@ def _rows(path: Path, name: str, verify_parquet: bool) -> int | None:
 def _is_parquet(name: str) -> bool:
     return name.endswith(".parquet")
 
+
+T = TypeVar("T")
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
@@ -194,10 +202,26 @@ def _store_whole(
     with temp.open("wb", buffering=0) as fh:
         _write_chunks(fh.fileno(), chunks, offset=None, hasher=hasher)
         if sync:
-            os.fsync(fh.fileno())
+            _sync_or_drop(temp, fh.fileno())
     rows = parquet_rows_in(chunks, name) if verify and _is_parquet(name) else None
     os.replace(temp, final)
     return rows
+
+
+def _sync_or_drop(temp: Path, fd: int | None = None, *also: Path) -> None:
+    """Sync ``temp``; if that fails, delete it (and ``also``) before raising.
+
+    After a failed fsync, Linux may mark the lost pages clean: the file then reads back whole
+    and a later fsync succeeds, so a ``.part`` kept for the next run would be trusted by its
+    size. Only fetching it again is safe.
+    """
+    try:
+        sync_file(temp, fd)
+    except SyncError:
+        for path in (temp, *also):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        raise
 
 
 async def _body_from(stream: ByteStream, wanted: int, name: str) -> AsyncIterator[bytes]:
@@ -236,13 +260,6 @@ async def _open_for_writing(path: Path, mode: Literal["wb", "ab", "r+b"]) -> Asy
     return fh
 
 
-async def _discard(path: Path) -> None:
-    try:
-        await anyio.to_thread.run_sync(functools.partial(path.unlink, missing_ok=True))
-    except OSError as exc:
-        raise _storage_error(exc, path) from exc
-
-
 class _PartWriter:
     """The ``.part`` file plus its running hash; knows how many bytes are safely on disk."""
 
@@ -255,15 +272,20 @@ class _PartWriter:
         self.hasher = hashlib.sha256()
         self.fetched = 0
 
-    async def resume(self) -> None:
+    async def resume(self, *, sync: bool) -> None:
         """Continue from whatever an earlier attempt or run left in ``.part``."""
         on_disk = _size(self.temp) or 0
-        record = self.temp.with_name(self.temp.name + ".segments")
-        if on_disk > self.part.size or (on_disk and _size(record) is not None):
+        if not on_disk:
+            return
+        record = _record_path(self.temp)
+        if (
+            on_disk > self.part.size
+            or _size(record) is not None
+            or await _run_storage(self.temp, has_hole, self.temp, on_disk)
+        ):
             # Longer than the part, or a preallocated segmented file whose holes read as
             # zeros: its size says nothing about which bytes are real.
-            await self.rewind()
-            await _discard(record)
+            await _run_storage(self.temp, _drop_segmented, self.temp, record, sync)
             return
         if on_disk:
             log.info("%s: resuming at byte %d of %d", self.part.name, on_disk, self.part.size)
@@ -275,7 +297,7 @@ class _PartWriter:
             self.listener.on_bytes(self.part, on_disk)
 
     async def rewind(self) -> None:
-        """Throw away every byte on disk and start this part over."""
+        """Throw away every byte on disk (and the progress they showed); start this part over."""
         try:
             await anyio.to_thread.run_sync(_preallocate, self.temp, 0, 0)
         except OSError as exc:
@@ -501,7 +523,7 @@ async def _fetch_whole(transfer: _Transfer) -> PartResult:
     started = time.monotonic()
     writer = _PartWriter(part, transfer.temp, transfer.listener, options.write_buffer_bytes)
     if not transfer.absent:
-        await writer.resume()
+        await writer.resume(sync=options.fsync)
     attempts = 0
     while True:
         attempts += 1
@@ -555,12 +577,20 @@ async def _verify_and_rename(transfer: _Transfer) -> int | None:
     return rows
 
 
-async def _seal(temp: Path, final: Path, *, sync: bool) -> None:
-    """Give a verified ``.part`` its final name; with ``sync``, only once its bytes are durable."""
+async def _seal(temp: Path, final: Path, *, sync: bool, record: Path | None = None) -> None:
+    """Give a verified ``.part`` its final name; with ``sync``, only once its bytes are durable.
+
+    A segmented part's ``record`` goes between the two: a complete ``.part`` left without it
+    (a crash before the rename) has no holes and is renamed by the next run, while a record
+    left beside a final file would never be cleaned up.
+    """
 
     def seal() -> None:
+        extra = () if record is None else (record, record_temp(record))
         if sync:
-            sync_file(temp)
+            _sync_or_drop(temp, None, *extra)
+        for path in extra:
+            path.unlink(missing_ok=True)
         os.replace(temp, final)
 
     try:
@@ -670,6 +700,7 @@ class _SegmentedRun:
         self.digest = _PrefixDigest(transfer.temp, plan)
         self._landed = anyio.Event()  # bytes landed since the record was last saved
         self._all_landed = anyio.Event()
+        self.save_failed = False
 
     async def save(self) -> None:
         """Record the segments' progress (synced first with ``fsync``); one save at a time."""
@@ -678,6 +709,10 @@ class _SegmentedRun:
             try:
                 await anyio.to_thread.run_sync(functools.partial(self.plan.save, sync=sync))
             except OSError as exc:
+                # No later save: after a failed sync the next one can succeed over pages that
+                # never reached the disk, and the record would vouch for them. The record on
+                # disk still counts only what earlier syncs wrote.
+                self.save_failed = True
                 raise _storage_error(exc, self.plan.record) from exc
 
     async def keep_record(self) -> None:
@@ -770,14 +805,16 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         transfer.options,
         transfer.listener,
     )
-    record = temp.with_name(temp.name + ".segments")
+    record = _record_path(temp)
     plan = await anyio.to_thread.run_sync(
         lambda: SegmentPlan.load(size=part.size, segment_bytes=options.segment_bytes, record=record)
     )
     on_disk = _size(temp) or 0
     preallocate: int | None = None
     if plan is None or on_disk != part.size:
-        prefix = on_disk if on_disk <= part.size and plan is None else 0
+        prefix = 0
+        if plan is None and 0 < on_disk <= part.size:
+            prefix = await _run_storage(temp, _unsegmented_prefix, temp, record, on_disk)
         plan = SegmentPlan.fresh(
             size=part.size, segment_bytes=options.segment_bytes, record=record, prefix=prefix
         )
@@ -819,7 +856,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
     except _RangeUnsupportedError:
         range_unsupported = True
     finally:
-        if not range_unsupported and not plan.complete:
+        if not range_unsupported and not plan.complete and not run.save_failed:
             with anyio.CancelScope(shield=True):
                 await run.save()  # what did arrive is kept for the next attempt
     if range_unsupported:
@@ -832,8 +869,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
     except VerificationError:
         await _abandon(run)
         return None
-    await _seal(temp, transfer.final, sync=options.fsync)
-    await _discard(plan.record)
+    await _seal(temp, transfer.final, sync=options.fsync, record=plan.record)
     return PartResult(
         part=part,
         status=PartStatus.DOWNLOADED,
@@ -847,14 +883,45 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
 async def _abandon(run: _SegmentedRun) -> None:
     """Drop a segmented attempt: the record, the bytes, and the progress they showed."""
     done = run.plan.done
-    try:
-        # Bytes first, record second: never a full-size .part without its record.
-        await anyio.to_thread.run_sync(_preallocate, run.temp, 0, 0)
-        await anyio.to_thread.run_sync(run.plan.discard)
-    except OSError as exc:
-        raise _storage_error(exc, run.temp) from exc
+    await _run_storage(run.temp, _drop_segmented, run.temp, run.plan.record, run.options.fsync)
     if done:
         run.listener.on_bytes(run.part, -done)
+
+
+def _drop_segmented(temp: Path, record: Path, sync: bool) -> None:
+    """Empty a segmented ``.part``, then delete its record (one worker thread).
+
+    Bytes first, record second, with the emptying synced in between when syncing: a full-size
+    ``.part`` must never outlive the record that says which of its bytes are real.
+    """
+    _preallocate(temp, 0, 0)
+    if sync:
+        sync_file(temp)
+    record.unlink(missing_ok=True)
+
+
+def _record_path(temp: Path) -> Path:
+    return temp.with_name(temp.name + ".segments")
+
+
+def _unsegmented_prefix(temp: Path, record: Path, on_disk: int) -> int:
+    """How much of a ``.part`` without a usable record is real (one worker thread).
+
+    All of it if it was written front to back, by one stream; none if a record is there but
+    unreadable, or if the file has holes: a preallocated ``.part`` whose record was lost (a
+    power loss can reorder an unsynced truncate and delete) would otherwise pass for complete.
+    """
+    if record.exists() or has_hole(temp, on_disk):
+        return 0
+    return on_disk
+
+
+async def _run_storage(path: Path, func: Callable[..., T], *args: object) -> T:
+    """``func(*args)`` in a worker thread; an OSError becomes the StorageError about ``path``."""
+    try:
+        return await anyio.to_thread.run_sync(func, *args)
+    except OSError as exc:
+        raise _storage_error(exc, path) from exc
 
 
 async def _skip(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .durable import sync_directory, sync_file
 
-__all__ = ["Segment", "SegmentPlan"]
+__all__ = ["Segment", "SegmentPlan", "record_temp"]
 
 _FORMAT = 1
 
@@ -111,7 +111,7 @@ class SegmentPlan:
         }
         if sync is not None and self.done:  # nothing done: the .part may not exist yet
             sync_file(sync)
-        tmp = self.record.with_name(self.record.name + ".tmp")
+        tmp = record_temp(self.record)
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(json.dumps(document))
             if sync is not None:
@@ -121,5 +121,7 @@ class SegmentPlan:
         if sync is not None:
             sync_directory(self.record.parent)
 
-    def discard(self) -> None:
-        self.record.unlink(missing_ok=True)
+
+def record_temp(record: Path) -> Path:
+    """Where a record is written before it replaces ``record``."""
+    return record.with_name(record.name + ".tmp")

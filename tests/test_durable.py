@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -13,12 +15,20 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncdl.emulator import running_emulator
+from asyncdl.durable import SyncError, has_hole, sync_directory
+from asyncdl.emulator import Faults, running_emulator
+from asyncdl.errors import StorageError
 from asyncdl.models import Part
 from asyncdl.pipeline import download
 from asyncdl.progress import NullProgress
 from asyncdl.segments import SegmentPlan
-from tests.conftest import EmulatorFactory, credentials_for, settings_for, until
+from tests.conftest import (
+    EmulatorFactory,
+    credentials_for,
+    first_part_paths,
+    settings_for,
+    until,
+)
 from tests.test_pipeline import DATASET, assert_identical
 
 MiB = 1 << 20
@@ -28,10 +38,16 @@ MiB = 1 << 20
 class DiskLog:
     """Every gathered write, fsync and os.replace of the process, by inode (names move)."""
 
-    events: list[tuple[str, int, str]] = field(default_factory=list)
+    events: list[tuple[str, int, str]] = field(default_factory=list)  # (kind, inode, target)
+    written: dict[int, int] = field(default_factory=dict)  # bytes written, by inode
+    # By inode: how many of its written bytes the last completed sync covers (those written
+    # before that sync began).
+    covered: dict[int, int] = field(default_factory=dict)
+    # Per segment record written: (bytes it claims, bytes of its .part covered by a sync then).
+    records: list[tuple[int, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # Called in the syncing thread before a sync happens, with the file's inode.
-    before_sync: Callable[[int], None] = lambda inode: None
+    # Called in the syncing thread before a sync, with the file's inode; True: it fails (EIO).
+    before_sync: Callable[[int], bool] = lambda inode: False
 
     def synced(self) -> set[int]:
         return {inode for kind, inode, _ in self.events if kind == "fsync"}
@@ -47,11 +63,15 @@ class DiskLog:
     def synced_whole_before(self, inode: int, position: int) -> bool:
         """Whether the file was synced after its last write and before ``position``."""
         last_write = max(
-            (i for i, e in enumerate(self.events[:position]) if e == ("write", inode, "")),
+            (i for i, e in enumerate(self.events[:position]) if e[:2] == ("write", inode)),
             default=-1,
         )
         assert last_write >= 0, "no write seen"
-        return any(self.events[i] == ("fsync", inode, "") for i in range(last_write + 1, position))
+        return ("fsync", inode, "") in self.events[last_write + 1 : position]
+
+
+def _claimed(record: Path) -> int:
+    return sum(done for _, _, done in json.loads(record.read_text())["segments"])
 
 
 @pytest.fixture
@@ -61,31 +81,80 @@ def disk_log(monkeypatch: pytest.MonkeyPatch) -> DiskLog:
 
     def fsync(fd: int) -> None:
         inode = os.fstat(fd).st_ino
-        log.before_sync(inode)
+        fail = log.before_sync(inode)
+        with log.lock:
+            covered = log.written.get(inode, 0)
+        if fail:
+            with log.lock:
+                log.events.append(("failed sync", inode, ""))
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         real_fsync(fd)
         with log.lock:
             log.events.append(("fsync", inode, ""))
+            log.covered[inode] = max(log.covered.get(inode, 0), covered)
 
     def replace(src: Any, dst: Any, **kwargs: Any) -> None:
         inode = os.stat(src).st_ino
+        target = os.fspath(dst)
+        record = target.endswith(".part.segments")
+        if record:
+            claimed = _claimed(Path(src))
+            part = Path(target.removesuffix(".segments"))
+            part_inode = part.stat().st_ino if part.exists() else -1
         real_replace(src, dst, **kwargs)
         with log.lock:
-            log.events.append(("replace", inode, os.fspath(dst)))
+            log.events.append(("replace", inode, target))
+            if record:
+                log.records.append((claimed, log.covered.get(part_inode, 0)))
 
     def gathered(real: Callable[..., int]) -> Callable[..., int]:
         def write(fd: int, *args: Any) -> int:
             written = real(fd, *args)
+            inode = os.fstat(fd).st_ino
             with log.lock:
-                log.events.append(("write", os.fstat(fd).st_ino, ""))
+                log.events.append(("write", inode, ""))
+                log.written[inode] = log.written.get(inode, 0) + written
             return written
 
         return write
 
+    real_unlink = os.unlink
+
+    def unlink(path: Any, **kwargs: Any) -> None:
+        real_unlink(path, **kwargs)
+        with log.lock:
+            log.events.append(("unlink", -1, os.fspath(path)))
+
+    monkeypatch.setattr(os, "unlink", unlink)
     monkeypatch.setattr(os, "writev", gathered(os.writev))
     monkeypatch.setattr(os, "pwritev", gathered(os.pwritev))
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     return log
+
+
+@pytest.fixture
+def truncates(disk_log: DiskLog, monkeypatch: pytest.MonkeyPatch) -> DiskLog:
+    """The disk log, with fetch's truncations of a .part (to 0, or to full size) in it too."""
+    from asyncdl import fetch
+
+    real_preallocate = fetch._preallocate
+
+    def preallocate(temp: Path, size: int, keep: int) -> None:
+        real_preallocate(temp, size, keep)
+        with disk_log.lock:
+            disk_log.events.append((f"truncate to {size}", temp.stat().st_ino, str(temp)))
+
+    monkeypatch.setattr(fetch, "_preallocate", preallocate)
+    return disk_log
+
+
+def _part_inodes(directory: Path) -> set[int]:
+    found = set()
+    for path in directory.rglob("*.parquet.part"):
+        with contextlib.suppress(FileNotFoundError):  # renamed meanwhile
+            found.add(path.stat().st_ino)
+    return found
 
 
 SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -173,19 +242,15 @@ async def test_streams_keep_reading_while_the_record_syncs(
     )
     stuck = threading.Event()
     released = threading.Event()
+    arrived_when_held: list[int] = []
 
-    def hold_part_syncs(inode: int) -> None:
+    def hold_part_syncs(inode: int) -> bool:
         # Only the .part's data syncs are held (record and directory syncs pass).
-        if inode in part_inodes():
+        if inode in _part_inodes(tmp_path) and not released.is_set():
+            arrived_when_held.append(listener.arrived)
             stuck.set()
-            released.wait(10)
-
-    def part_inodes() -> set[int]:
-        found = set()
-        for path in tmp_path.rglob("*.parquet.part"):
-            with contextlib.suppress(FileNotFoundError):  # renamed meanwhile
-                found.add(path.stat().st_ino)
-        return found
+            released.wait(30)  # longer than ``until`` waits: a stream waiting on it fails
+        return False
 
     disk_log.before_sync = hold_part_syncs
     listener = _Arrivals()
@@ -215,4 +280,224 @@ async def test_streams_keep_reading_while_the_record_syncs(
                 await until(lambda: listener.arrived >= total)
             finally:
                 released.set()
+    assert arrived_when_held[0] < total  # the hold began mid-part, not at the final seal
     assert_identical(newest, tmp_path)
+
+
+def _segmented(emu: Any, tmp_path: Path, **overrides: Any) -> Any:
+    fields: dict[str, Any] = {
+        "segment_threshold_bytes": MiB + 1,
+        "segment_bytes": MiB,
+        "write_buffer_bytes": 128 * 1024,
+        "backoff_base_s": 0.01,
+    }
+    fields.update(overrides)
+    return settings_for(emu, tmp_path, **fields)
+
+
+@pytest.mark.anyio
+async def test_every_segment_record_claims_only_synced_bytes(
+    emulator_config: EmulatorFactory, tmp_path: Path, truncates: DiskLog
+) -> None:
+    disk_log = truncates
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 8 * MiB}
+    )
+    async with running_emulator(config) as emu:
+        result = await download(
+            DATASET, credentials=credentials_for(emu), settings=_segmented(emu, tmp_path)
+        )
+        newest = emu.batches_for(DATASET)[0]
+    assert result.ok, [r.error for r in result.failed]
+    assert_identical(newest, tmp_path)
+    # Records were written while the segments streamed, none ahead of a sync of its bytes.
+    assert any(claimed > 0 for claimed, _ in disk_log.records)
+    assert all(claimed <= covered for claimed, covered in disk_log.records), disk_log.records
+    # The first record is on disk (synced, named, its directory synced) before the .part is
+    # made full-size: its holes are never there without a record saying they are holes.
+    kinds = [kind for kind, _, _ in disk_log.events]
+    truncate = next(
+        i
+        for i, kind in enumerate(kinds)
+        if kind.startswith("truncate to ") and kind != "truncate to 0"
+    )
+    record_named = next(
+        i
+        for i, (kind, _, target) in enumerate(disk_log.events)
+        if kind == "replace" and target.endswith(".segments")
+    )
+    assert record_named < truncate
+    record_inode = disk_log.events[record_named][1]
+    assert ("fsync", record_inode, "") in disk_log.events[:record_named]
+    directory = (tmp_path / newest.id).stat().st_ino
+    assert ("fsync", directory, "") in disk_log.events[record_named:truncate]
+
+
+@pytest.mark.anyio
+async def test_an_interrupted_segmented_part_keeps_a_synced_record_of_what_arrived(
+    emulator_config: EmulatorFactory, tmp_path: Path, disk_log: DiskLog
+) -> None:
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 8 * MiB},
+        faults=Faults(drop_rate=1.0),  # every body is cut half-way
+    )
+    async with running_emulator(config) as emu:
+        settings = _segmented(emu, tmp_path, max_attempts=1)
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+    assert not result.ok
+    (record,) = tmp_path.rglob("*.part.segments")
+    (part,) = tmp_path.rglob("*.parquet.part")
+    claimed = _claimed(record)
+    # Up to date: everything written to the .part is recorded, and synced before it was.
+    assert claimed == disk_log.written[part.stat().st_ino] > 0
+    assert disk_log.records[-1] == (claimed, claimed)
+
+
+@pytest.mark.anyio
+async def test_after_a_failed_record_sync_no_record_vouches_for_more(
+    emulator_config: EmulatorFactory, tmp_path: Path, disk_log: DiskLog
+) -> None:
+    """Linux may drop the pages of a failed fsync and report success on the next one: a record
+    saved after the failure would vouch for bytes the disk never got."""
+    failures: list[int] = []
+
+    def fail_once(inode: int) -> bool:  # then succeed, as Linux does over the lost pages
+        if failures or inode not in _part_inodes(tmp_path):
+            return False
+        failures.append(inode)
+        return True
+
+    disk_log.before_sync = fail_once
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 8 * MiB}
+    )
+    async with running_emulator(config) as emu:
+        with pytest.raises(StorageError, match=r"cannot sync .*\.part to disk"):
+            await download(
+                DATASET, credentials=credentials_for(emu), settings=_segmented(emu, tmp_path)
+            )
+    failed = next(i for i, e in enumerate(disk_log.events) if e[0] == "failed sync")
+    assert not [e for e in disk_log.events[failed:] if e[2].endswith(".segments")]
+    (record,) = tmp_path.rglob("*.part.segments")
+    assert _claimed(record) == 0  # the record of the preallocation: nothing was ever synced
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("shape", ["small", "streamed"])
+async def test_a_part_whose_sync_failed_is_fetched_again_not_kept(
+    emulator_config: EmulatorFactory, tmp_path: Path, disk_log: DiskLog, shape: str
+) -> None:
+    dataset, overrides = SHAPES[shape]
+    disk_log.before_sync = lambda inode: inode in _part_inodes(tmp_path)
+    config = emulator_config(dataset={"files_per_batch": 1, "parts_per_file": 1, **dataset})
+    async with running_emulator(config) as emu:
+        settings = settings_for(emu, tmp_path, **overrides)
+        with pytest.raises(StorageError, match="cannot sync"):
+            await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        newest = emu.batches_for(DATASET)[0]
+    assert not list(tmp_path.rglob("*.part"))
+    assert not (tmp_path / newest.id / newest.files[0].parts[0].name).exists()
+
+
+def test_a_sync_failure_names_the_file_and_the_way_out() -> None:
+    from asyncdl.fetch import _storage_error
+
+    path = Path("/data/a.parquet.part")
+    unsupported = _storage_error(SyncError(errno.EINVAL, "Invalid argument", str(path)), path)
+    assert str(unsupported) == (
+        "cannot sync /data/a.parquet.part to disk: Invalid argument"
+        " (this file system cannot sync; --no-fsync skips syncing)"
+    )
+    broken = _storage_error(SyncError(errno.EIO, "Input/output error", str(path)), path)
+    assert "--no-fsync" not in str(broken)
+
+
+def test_a_directory_that_cannot_be_synced_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = errno.EINVAL
+
+    def fsync(fd: int) -> None:
+        raise OSError(answer, os.strerror(answer))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sync_directory(tmp_path)  # some FUSE and CIFS mounts: the names are kept their own way
+    answer = errno.EIO
+    with pytest.raises(SyncError) as caught:
+        sync_directory(tmp_path)
+    assert caught.value.filename == str(tmp_path)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("segmented", [True, False], ids=["segmented", "one-stream"])
+@pytest.mark.parametrize("record", ["lost", "unreadable"])
+async def test_a_preallocated_part_without_its_record_is_not_trusted(
+    emulator_config: EmulatorFactory, tmp_path: Path, segmented: bool, record: str
+) -> None:
+    """Dropping a segmented attempt truncates the .part, then deletes its record; a power loss
+    can keep only the delete, and a record can be torn. A full-size .part whose middle was
+    never written must not then pass for complete (its footer reads fine)."""
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000}
+    )
+    async with running_emulator(config) as emu:
+        newest = emu.batches_for(DATASET)[0]
+        truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
+        data = truth.path.read_bytes()
+        with temp.open("wb") as fh:
+            fh.truncate(len(data))
+            fh.write(data[:MiB])
+            fh.seek(2 * MiB)
+            fh.write(data[2 * MiB :])  # the middle MiB is a hole: it reads as zeros
+        if record == "unreadable":
+            temp.with_name(temp.name + ".segments").write_text("")
+        elif temp.stat().st_blocks * 512 >= len(data):
+            pytest.skip("this file system does not keep files sparse")
+        overrides: dict[str, Any] = (
+            {"segment_threshold_bytes": MiB + 1, "segment_bytes": MiB}
+            if segmented
+            else {"segment_threshold_bytes": None}
+        )
+        settings = settings_for(emu, tmp_path, **overrides)
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+    assert result.ok, [r.error for r in result.failed]
+    assert_identical(newest, tmp_path)
+    assert result.results[0].fetched_bytes == truth.size  # nothing of the old .part was kept
+
+
+def test_a_file_written_front_to_back_has_no_hole(tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    whole.write_bytes(b"x" * (2 * MiB))
+    assert not has_hole(whole, 2 * MiB)
+    sparse = tmp_path / "sparse"
+    with sparse.open("wb") as fh:
+        fh.truncate(2 * MiB)
+        fh.write(b"x" * 4096)
+    if sparse.stat().st_blocks * 512 >= 2 * MiB:
+        pytest.skip("this file system does not keep files sparse")
+    assert has_hole(sparse, 2 * MiB)
+    assert not has_hole(sparse, 4096)  # the hole starts after the bytes written
+
+
+@pytest.mark.anyio
+async def test_a_dropped_segmented_attempt_is_emptied_for_good_before_its_record_goes(
+    emulator_config: EmulatorFactory, tmp_path: Path, truncates: DiskLog
+) -> None:
+    """A server that ignores Range: the preallocated .part is emptied, synced, and only then
+    loses its record, so no power loss can leave it full-size without one."""
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000},
+        faults=Faults(range_support=False),
+    )
+    async with running_emulator(config) as emu:
+        settings = settings_for(emu, tmp_path, segment_threshold_bytes=MiB + 1, segment_bytes=MiB)
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        newest = emu.batches_for(DATASET)[0]
+    assert result.ok, [r.error for r in result.failed]
+    assert_identical(newest, tmp_path)
+    events = truncates.events
+    emptied = next(i for i, e in enumerate(events) if e[0] == "truncate to 0")
+    forgotten = next(
+        i for i, e in enumerate(events) if e[0] == "unlink" and e[2].endswith(".segments")
+    )
+    assert ("fsync", events[emptied][1], "") in events[emptied:forgotten]

@@ -10,6 +10,11 @@ The manifest is not synced: it only saves re-reading finished parts, and a lost 
 means they are hashed again, never that a bad part is trusted. A part's final name is not
 synced either: a lost rename leaves a synced, complete ``.part`` that the next run renames.
 
+A ``.part`` written front to back (one stream) is resumed from its size without a sync
+before: that relies on the file system never showing a size whose data was lost, which ext4
+(data=ordered, the default), XFS and btrfs guarantee; the footer check catches a bad tail.
+A preallocated one (segments) relies on nothing: its record and ``has_hole`` say what is real.
+
 On macOS, ``fsync`` reaches the drive but not through its write cache (``F_FULLFSYNC`` would,
 at a large cost); SQLite makes the same trade by default. Blocking calls: run them in a thread.
 """

@@ -287,14 +287,10 @@ class _PartWriter:
             # zeros: its size says nothing about which bytes are real.
             await _run_storage(self.temp, _drop_segmented, self.temp, record, sync)
             return
-        if on_disk:
-            log.info("%s: resuming at byte %d of %d", self.part.name, on_disk, self.part.size)
-            try:
-                self.hasher = await anyio.to_thread.run_sync(_hash_prefix, self.temp, on_disk)
-            except OSError as exc:
-                raise _storage_error(exc, self.temp) from exc
-            self.offset = on_disk
-            self.listener.on_bytes(self.part, on_disk)
+        log.info("%s: resuming at byte %d of %d", self.part.name, on_disk, self.part.size)
+        self.hasher = await _run_storage(self.temp, _hash_prefix, self.temp, on_disk)
+        self.offset = on_disk
+        self.listener.on_bytes(self.part, on_disk)
 
     async def rewind(self) -> None:
         """Throw away every byte on disk (and the progress they showed); start this part over."""

@@ -38,14 +38,10 @@ class SyncError(OSError):
 def sync_file(path: Path, fd: int | None = None) -> None:
     """Return once ``path``'s data and size are on stable storage (``fd``: it, already open)."""
     try:
-        if fd is not None:
+        if fd is None:
+            _fsync_path(path)
+        else:
             os.fsync(fd)
-            return
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
     except OSError as exc:
         raise SyncError(exc.errno, exc.strerror, os.fspath(path)) from exc
 
@@ -53,15 +49,19 @@ def sync_file(path: Path, fd: int | None = None) -> None:
 def sync_directory(path: Path) -> None:
     """Return once the names created or replaced in ``path`` are on stable storage."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(path)
     except OSError as exc:
         if exc.errno in _CANNOT_SYNC_DIRECTORY:
             return  # the file system keeps names some other way (or not at all): nothing to do
         raise SyncError(exc.errno, exc.strerror, os.fspath(path)) from exc
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def has_hole(path: Path, size: int) -> bool:

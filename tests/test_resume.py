@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from asyncdl.emulator import Emulator
+from asyncdl.segments import SegmentPlan
 from tests.conftest import EmulatorFactory, threaded_emulator
 from tests.test_cli import DATASET, env_for
 from tests.test_pipeline import assert_identical
@@ -98,6 +100,54 @@ def test_kill_9_then_resume(slow_emulator: Emulator, tmp_path: Path) -> None:
         full = [r for r in emu.downloads(name) if "range" not in r.headers and r.body_bytes == size]
         assert len(full) <= 1, name
     assert "already on disk" in stdout
+
+
+def test_kill_9_then_resume_segments(slow_emulator: Emulator, tmp_path: Path) -> None:
+    """Big parts in ranged segments: each segment resumes where its record (kept by a task
+    beside the streams) says, and nothing the record vouches for is fetched again."""
+    emu = slow_emulator
+    segmented = ("-j", "4", "--segment-threshold", "2Mi", "--segment-size", "1Mi")
+    proc = start_download(emu, tmp_path, *segmented)
+    try:
+        wait_for(lambda: any(done > 0 for done in recorded(tmp_path).values()))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    sizes = {p.name: p.size for f in emu.batches_for(DATASET)[0].files for p in f.parts}
+    plans = {}
+    for path in tmp_path.rglob("*.part.segments"):
+        name = path.name.removesuffix(".part.segments")
+        plans[name] = SegmentPlan.load(size=sizes[name], segment_bytes=MiB, record=path)
+    rerun_started = time.monotonic()
+    rerun = start_download(emu, tmp_path, *segmented)
+    _, stderr = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, stderr
+    wait_for(lambda: emu.in_flight == 0)
+    assert_identical(emu.batches_for(DATASET)[0], tmp_path)
+    assert not list(tmp_path.rglob("*.part*"))
+    after = [r for r in emu.downloads() if r.started_s >= rerun_started]
+    resumed = 0
+    for name, plan in plans.items():
+        assert plan is not None, name
+        asked = sorted(r.headers.get("range", "") for r in after if r.query["path"] == name)
+        expected = sorted(
+            f"bytes={s.next_offset}-{s.end - 1}" for s in plan.segments if not s.complete
+        )
+        assert asked == expected, name
+        resumed += plan.done > 0
+    assert resumed, "the kill came after some segment progress was recorded"
+
+
+def recorded(out_dir: Path) -> dict[str, int]:
+    """Bytes each segment record on disk vouches for (0 for one being replaced)."""
+    found = {}
+    for path in out_dir.rglob("*.part.segments"):
+        try:
+            segments = json.loads(path.read_text())["segments"]
+        except (OSError, ValueError, KeyError):
+            continue
+        found[path.name] = sum(done for _, _, done in segments)
+    return found
 
 
 def test_ctrl_c_keeps_parts_and_exits_130(slow_emulator: Emulator, tmp_path: Path) -> None:

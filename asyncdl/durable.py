@@ -16,7 +16,9 @@ before: that relies on the file system never showing a size whose data was lost,
 A preallocated one (segments) relies on nothing: its record and ``has_hole`` say what is real.
 
 On macOS, ``fsync`` reaches the drive but not through its write cache (``F_FULLFSYNC`` would,
-at a large cost); SQLite makes the same trade by default. Blocking calls: run them in a thread.
+at a large cost); SQLite makes the same trade by default. POSIX, like the writer's
+``os.pwritev``: files are synced through read-only descriptors, which Windows would refuse.
+Blocking calls: run them in a thread.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["SyncError", "has_hole", "sync_directory", "sync_file"]
+__all__ = ["SyncError", "data_ends", "has_hole", "sync_directory", "sync_file"]
 
+# What lseek answers where SEEK_HOLE is unknown (ENXIO: the offset is at or past the end).
+_NO_SEEK_HOLE = frozenset({errno.EINVAL, errno.ENOTSUP, errno.ENXIO})
 # What a file system that cannot sync a directory answers (PostgreSQL ignores the same ones).
 _CANNOT_SYNC_DIRECTORY = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EBADF})
 
@@ -68,13 +72,33 @@ def has_hole(path: Path, size: int) -> bool:
     """Whether ``path`` has a hole before byte ``size``: a range never written.
 
     A ``.part`` written front to back has none; a preallocated one (segments) has one wherever
-    no segment wrote, even after a power loss that took its record. False where the file
-    system cannot tell (no ``SEEK_HOLE``: it then reports the whole file as data).
+    no segment wrote, even after a power loss that took its record.
     """
+    return bool(data_ends(path, [(0, size)]))
+
+
+def data_ends(path: Path, ranges: list[tuple[int, int]]) -> dict[int, int]:
+    """For each ``[start, end)`` in ``ranges`` that has a hole: start → where the hole begins.
+
+    Empty where the file system cannot tell (no ``SEEK_HOLE``): it reports everything as data.
+    """
+    seek_hole = getattr(os, "SEEK_HOLE", None)
+    if seek_hole is None:
+        return {}
+    holes: dict[int, int] = {}
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.lseek(fd, 0, os.SEEK_HOLE) < size
-    except OSError:  # EINVAL/ENXIO: SEEK_HOLE unsupported here
-        return False
+        for start, end in ranges:
+            if end <= start:
+                continue
+            try:
+                hole = os.lseek(fd, start, seek_hole)
+            except OSError as exc:
+                if exc.errno in _NO_SEEK_HOLE:
+                    return {}
+                raise
+            if hole < end:
+                holes[start] = hole
     finally:
         os.close(fd)
+    return holes

@@ -11,7 +11,6 @@ reports negative bytes to the progress listener.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import hashlib
@@ -28,7 +27,7 @@ import anyio
 
 from .client import AEPClient, ByteStream
 from .concurrency import StreamSlots, ThreadBatches, single_error
-from .durable import SyncError, has_hole, sync_file
+from .durable import SyncError, data_ends, has_hole, sync_file
 from .errors import (
     AsyncdlError,
     AuthError,
@@ -219,8 +218,12 @@ def _sync_or_drop(temp: Path, fd: int | None = None, *also: Path) -> None:
         sync_file(temp, fd)
     except SyncError:
         for path in (temp, *also):
-            with contextlib.suppress(OSError):
+            try:
                 path.unlink(missing_ok=True)
+            except OSError:
+                # The .part stays: then so does its record, or a full-size, hole-free .part
+                # would pass for complete next time (the record says which bytes are real).
+                break
         raise
 
 
@@ -802,9 +805,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         transfer.listener,
     )
     record = _record_path(temp)
-    plan = await anyio.to_thread.run_sync(
-        lambda: SegmentPlan.load(size=part.size, segment_bytes=options.segment_bytes, record=record)
-    )
+    plan = await _run_storage(temp, _trusted_plan, record, temp, part.size, options.segment_bytes)
     on_disk = _size(temp) or 0
     preallocate: int | None = None
     if plan is None or on_disk != part.size:
@@ -832,7 +833,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         plan.done,
     )
     listener.on_bytes(part, plan.done)
-    range_unsupported = False
+    range_unsupported = stopping = False
     try:
         with anyio.move_on_after(options.policy.deadline_s) as scope:
             async with single_error(), anyio.create_task_group() as tg:
@@ -851,10 +852,20 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         return _failed(part, run.fetched, run.attempts, str(failure))
     except _RangeUnsupportedError:
         range_unsupported = True
+    except BaseException:
+        stopping = True
+        raise
     finally:
         if not range_unsupported and not plan.complete and not run.save_failed:
             with anyio.CancelScope(shield=True):
-                await run.save()  # what did arrive is kept for the next attempt
+                try:
+                    await run.save()  # what did arrive is kept for the next attempt
+                except StorageError as error:
+                    if not stopping:
+                        raise
+                    # Already stopping (cancelled, or a fatal error elsewhere): that reason
+                    # stays the one reported, and a cancellation is never replaced.
+                    log.warning("%s: progress not recorded: %s", part.name, error)
     if range_unsupported:
         await _abandon(run)
         return None
@@ -898,6 +909,26 @@ def _drop_segmented(temp: Path, record: Path, sync: bool) -> None:
 
 def _record_path(temp: Path) -> Path:
     return temp.with_name(temp.name + ".segments")
+
+
+def _trusted_plan(record: Path, temp: Path, size: int, segment_bytes: int) -> SegmentPlan | None:
+    """The record of an earlier run, claiming no byte that is a hole in ``temp`` (one thread).
+
+    A record written without syncing (``--no-fsync``, or by a version before syncing) can
+    survive a power loss that its bytes did not; where a claimed range reads as a hole, the
+    segment is taken back to where the hole begins.
+    """
+    plan = SegmentPlan.load(size=size, segment_bytes=segment_bytes, record=record)
+    if plan is None or _size(temp) != size:
+        return plan
+    claimed = {s.start: s for s in plan.segments if s.done}
+    holes = data_ends(temp, [(s.start, s.next_offset) for s in claimed.values()])
+    for start, hole in holes.items():
+        log.warning(
+            "%s: bytes %d-%d of its record are a hole", temp, hole, claimed[start].next_offset
+        )
+        claimed[start].done = hole - start
+    return plan
 
 
 def _unsegmented_prefix(temp: Path, record: Path, on_disk: int) -> int:

@@ -116,7 +116,7 @@ class SegmentPlan:
             fh.write(json.dumps(document))
             if sync is not None:
                 fh.flush()
-                os.fsync(fh.fileno())
+                sync_file(tmp, fh.fileno())
         os.replace(tmp, self.record)
         if sync is not None:
             sync_directory(self.record.parent)

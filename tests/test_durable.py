@@ -188,6 +188,10 @@ async def test_a_part_is_synced_before_it_gets_its_name(
     for part_result in result.results:
         position, inode = disk_log.named(tmp_path / newest.id / part_result.part.relpath)
         assert disk_log.synced_whole_before(inode, position) is fsync, part_result.part.name
+        if shape == "segmented":
+            # Its record goes before the name: never a record beside a final file.
+            record = f"{tmp_path / newest.id / part_result.part.relpath}.part.segments"
+            assert ("unlink", -1, record) in disk_log.events[:position]
 
 
 def test_a_segment_record_never_claims_bytes_that_are_not_synced(
@@ -383,19 +387,25 @@ async def test_after_a_failed_record_sync_no_record_vouches_for_more(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("shape", ["small", "streamed"])
+@pytest.mark.parametrize("shape", SHAPES)
 async def test_a_part_whose_sync_failed_is_fetched_again_not_kept(
-    emulator_config: EmulatorFactory, tmp_path: Path, disk_log: DiskLog, shape: str
+    emulator_config: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
+    """The sync before the final name fails: neither the .part nor its record may stay."""
+    from asyncdl import fetch
+
+    def failing_sync(path: Path, fd: int | None = None) -> None:
+        raise SyncError(errno.EIO, os.strerror(errno.EIO), str(path))
+
+    monkeypatch.setattr(fetch, "sync_file", failing_sync)  # fetch's own syncs: the seals
     dataset, overrides = SHAPES[shape]
-    disk_log.before_sync = lambda inode: inode in _part_inodes(tmp_path)
     config = emulator_config(dataset={"files_per_batch": 1, "parts_per_file": 1, **dataset})
     async with running_emulator(config) as emu:
         settings = settings_for(emu, tmp_path, **overrides)
         with pytest.raises(StorageError, match="cannot sync"):
             await download(DATASET, credentials=credentials_for(emu), settings=settings)
         newest = emu.batches_for(DATASET)[0]
-    assert not list(tmp_path.rglob("*.part"))
+    assert not list(tmp_path.rglob("*.part*"))
     assert not (tmp_path / newest.id / newest.files[0].parts[0].name).exists()
 
 
@@ -447,8 +457,10 @@ async def test_a_preallocated_part_without_its_record_is_not_trusted(
         with temp.open("wb") as fh:
             fh.truncate(len(data))
             fh.write(data[:MiB])
+            if record == "unreadable":  # no hole: only the record can tell the zeros are not data
+                fh.write(b"\0" * MiB)
             fh.seek(2 * MiB)
-            fh.write(data[2 * MiB :])  # the middle MiB is a hole: it reads as zeros
+            fh.write(data[2 * MiB :])  # else the middle MiB is a hole: it reads as zeros
         if record == "unreadable":
             temp.with_name(temp.name + ".segments").write_text("")
         elif temp.stat().st_blocks * 512 >= len(data):
@@ -501,3 +513,96 @@ async def test_a_dropped_segmented_attempt_is_emptied_for_good_before_its_record
         i for i, e in enumerate(events) if e[0] == "unlink" and e[2].endswith(".segments")
     )
     assert ("fsync", events[emptied][1], "") in events[emptied:forgotten]
+
+
+@pytest.mark.anyio
+async def test_a_record_that_claims_a_hole_is_taken_back_to_it(
+    emulator_config: EmulatorFactory, tmp_path: Path
+) -> None:
+    """A record written without syncing (--no-fsync, or an older asyncdl) outlived the bytes it
+    counts: the hole is fetched again, the rest of what it claims is kept."""
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000}
+    )
+    async with running_emulator(config) as emu:
+        newest = emu.batches_for(DATASET)[0]
+        truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
+        data = truth.path.read_bytes()
+        with temp.open("wb") as fh:
+            fh.truncate(len(data))
+            fh.write(data[:MiB])
+            fh.seek(2 * MiB)
+            fh.write(data[2 * MiB :])
+        if temp.stat().st_blocks * 512 >= len(data):
+            pytest.skip("this file system does not keep files sparse")
+        plan = SegmentPlan.fresh(
+            size=len(data), segment_bytes=MiB, record=temp.with_name(temp.name + ".segments")
+        )
+        for segment in plan.segments:
+            segment.done = segment.end - segment.start  # all of it, the hole included
+        plan.segments[1].done = MiB - 1  # not complete: the part is still in segments
+        plan.save()
+        settings = settings_for(emu, tmp_path, segment_threshold_bytes=MiB + 1, segment_bytes=MiB)
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        await emu.wait_idle()
+        ranges = [r.headers.get("range") for r in emu.downloads()]
+    assert result.ok, [r.error for r in result.failed]
+    assert_identical(newest, tmp_path)
+    assert ranges == [f"bytes={MiB}-{2 * MiB - 1}"]
+    assert result.results[0].fetched_bytes == MiB
+
+
+@pytest.mark.anyio
+async def test_a_record_that_cannot_be_saved_never_replaces_a_cancellation(
+    emulator_config: EmulatorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = threading.Event()
+    real_save = SegmentPlan.save
+
+    def save(plan: SegmentPlan, *, sync: Path | None = None) -> None:
+        if broken.is_set():
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_save(plan, sync=sync)
+
+    monkeypatch.setattr(SegmentPlan, "save", save)
+    listener = _Arrivals()
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 8 * MiB},
+        bandwidth_bps=8_000_000,
+    )
+    async with running_emulator(config) as emu:
+        settings = _segmented(emu, tmp_path)
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+
+                async def run() -> None:
+                    await download(
+                        DATASET,
+                        credentials=credentials_for(emu),
+                        settings=settings,
+                        on_progress=listener,
+                    )
+
+                tg.start_soon(run)
+                await until(lambda: listener.arrived > MiB)
+                broken.set()  # the save in the part's finally is the next one
+                tg.cancel_scope.cancel()
+    assert "progress not recorded" in caplog.text
+
+
+def test_a_record_whose_own_sync_fails_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    record = tmp_path / "a.parquet.part.segments"
+    plan = SegmentPlan.fresh(size=10, segment_bytes=4, record=record)
+    with pytest.raises(SyncError) as caught:
+        plan.save(sync=tmp_path / "a.parquet.part")  # nothing done: only the record is synced
+    assert caught.value.filename == f"{record}.tmp"
+    assert not record.exists()

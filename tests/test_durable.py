@@ -438,6 +438,21 @@ def test_a_directory_that_cannot_be_synced_is_not_an_error(
     assert caught.value.filename == str(tmp_path)
 
 
+def _without_its_middle(temp: Path, data: bytes, *, hole: bool) -> bool:
+    """``data`` into a full-size ``temp`` but for its second MiB: a hole, or written zeros.
+
+    Whether the file came out sparse (some file systems allocate every block).
+    """
+    with temp.open("wb") as fh:
+        fh.truncate(len(data))
+        fh.write(data[:MiB])
+        if not hole:
+            fh.write(b"\0" * MiB)
+        fh.seek(2 * MiB)
+        fh.write(data[2 * MiB :])
+    return temp.stat().st_blocks * 512 < len(data)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("segmented", [True, False], ids=["segmented", "one-stream"])
 @pytest.mark.parametrize("record", ["lost", "unreadable"])
@@ -454,16 +469,11 @@ async def test_a_preallocated_part_without_its_record_is_not_trusted(
         newest = emu.batches_for(DATASET)[0]
         truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
         data = truth.path.read_bytes()
-        with temp.open("wb") as fh:
-            fh.truncate(len(data))
-            fh.write(data[:MiB])
-            if record == "unreadable":  # no hole: only the record can tell the zeros are not data
-                fh.write(b"\0" * MiB)
-            fh.seek(2 * MiB)
-            fh.write(data[2 * MiB :])  # else the middle MiB is a hole: it reads as zeros
+        # "unreadable": zeros written, no hole; only the record could tell they are not data.
+        sparse = _without_its_middle(temp, data, hole=record == "lost")
         if record == "unreadable":
             temp.with_name(temp.name + ".segments").write_text("")
-        elif temp.stat().st_blocks * 512 >= len(data):
+        elif not sparse:
             pytest.skip("this file system does not keep files sparse")
         overrides: dict[str, Any] = (
             {"segment_threshold_bytes": MiB + 1, "segment_bytes": MiB}
@@ -528,12 +538,7 @@ async def test_a_record_that_claims_a_hole_is_taken_back_to_it(
         newest = emu.batches_for(DATASET)[0]
         truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
         data = truth.path.read_bytes()
-        with temp.open("wb") as fh:
-            fh.truncate(len(data))
-            fh.write(data[:MiB])
-            fh.seek(2 * MiB)
-            fh.write(data[2 * MiB :])
-        if temp.stat().st_blocks * 512 >= len(data):
+        if not _without_its_middle(temp, data, hole=True):
             pytest.skip("this file system does not keep files sparse")
         plan = SegmentPlan.fresh(
             size=len(data), segment_bytes=MiB, record=temp.with_name(temp.name + ".segments")

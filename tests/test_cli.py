@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -255,6 +256,14 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
         "    print('LOADED', loaded, file=sys.stderr)\n"
         "    import gc\n"
         "    print('FROZEN', gc.get_freeze_count(), file=sys.stderr)\n"
+        "    import ssl, aiohttp.connector\n"
+        "    print('AIOHTTP_CAS', aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()"
+        "['x509_ca'], file=sys.stderr)\n"
+        "    print('PATCHED', sorted(set(vars(ssl.SSLContext)) & {'load_default_certs',"
+        " 'set_default_verify_paths'}), ssl.SSLContext.load_default_certs.__module__,"
+        " file=sys.stderr)\n"
+        "    print('DEFAULT_CAS', ssl.create_default_context().cert_store_stats()['x509_ca'],"
+        " file=sys.stderr)\n"
     )
     env = {**os.environ, **env_for(emu)}
     done = subprocess.run(  # -I: no PYTHONPATH, PYTHONWARNINGS or user site from this machine
@@ -265,3 +274,9 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
     assert "LOADED []" in done.stderr, done.stderr
     frozen = int(done.stderr.split("FROZEN ")[1].split()[0])
     assert frozen > 10_000  # the imports alone make ~40,000
+    # aiohttp's import-time SSL contexts loaded no CA store (15-20 ms each), and ssl is as it
+    # was: a default context still gets the system's CAs.
+    assert "AIOHTTP_CAS 0" in done.stderr, done.stderr
+    assert "PATCHED ['load_default_certs'] ssl" in done.stderr, done.stderr
+    system_cas = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    assert f"DEFAULT_CAS {system_cas}" in done.stderr, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import ssl
 import subprocess
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from asyncdl.client import AEPClient
 from asyncdl.config import Credentials, DownloadSettings
-from asyncdl.errors import ConnectError, NoBatchError
+from asyncdl.errors import AsyncdlError, ConfigError, ConnectError, NoBatchError
 from asyncdl.pipeline import download
 
 pytestmark = pytest.mark.anyio
@@ -78,6 +80,34 @@ async def test_ca_bundle_is_trusted(certificate: tuple[Path, Path], tmp_path: Pa
         # The handshake succeeds; the Catalog then has nothing, which is a clean NoBatchError.
         with pytest.raises(NoBatchError, match="not found"):
             await download("ds", credentials=CREDENTIALS, settings=settings)
+
+
+async def test_an_unreadable_ca_bundle_is_a_configuration_error(
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    async with tls_catalog(*certificate) as base_url:
+        settings = DownloadSettings(base_url=base_url, out_dir=tmp_path, ca_bundle=bundle)
+        with pytest.raises(ConfigError, match=r"cannot load the certificates of .*bundle\.pem"):
+            await download("ds", credentials=CREDENTIALS, settings=settings)
+
+
+async def test_the_ca_store_is_loaded_only_for_https(
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Loading it costs 15-20 ms of every start: a plain-http run (the emulator) never does."""
+    cert, _ = certificate
+    async with tls_catalog(*certificate) as base_url:
+        for url, loaded in ((base_url.replace("https:", "http:"), False), (base_url, True)):
+            settings = DownloadSettings(
+                base_url=url, out_dir=tmp_path, ca_bundle=cert, max_attempts=1
+            )
+            client = AEPClient(credentials=CREDENTIALS, settings=settings)
+            async with client:
+                with contextlib.suppress(AsyncdlError):  # http to a TLS port: no answer
+                    await client.get_json(client.api_url("/data/foundation/catalog/batches"))
+            assert (client._tls.cert_store_stats()["x509_ca"] > 0) is loaded, url
 
 
 def test_there_is_no_setting_to_skip_verification() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +225,8 @@ def _read_config(path: Path, profile: str | None) -> dict[str, str]:
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} is not an aepp config object")
         return {env: str(raw[key]) for key, env in AEPP_KEYS.items() if raw.get(key)}
+    import tomllib  # here, not at the top: 6 ms of every start, for runs that have a file
+
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -240,8 +240,8 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
 
     Start-up and exit are part of every run's time (issue 4): typer 0.29 brings pydantic (60-80
     ms per start, hence the pin in pyproject.toml), pyarrow is for ``inspect`` and ``merge``
-    only, the emulator is for ``serve`` and ``demo``; and the objects still alive are frozen
-    before the shutdown's garbage collections (25-30 ms).
+    only, the emulator is for ``serve`` and ``demo``, tomllib for a config file; and the objects
+    still alive are frozen before the shutdown's garbage collections (25-30 ms).
     """
     script = (
         "import sys\n"
@@ -250,7 +250,7 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
         "try:\n"
         "    main()\n"
         "finally:\n"
-        "    roots = {'pydantic', 'pyarrow', 'asyncdl.emulator', 'aiohttp.web'}\n"
+        "    roots = {'pydantic', 'pyarrow', 'asyncdl.emulator', 'aiohttp.web', 'tomllib'}\n"
         "    loaded = sorted(m for m in sys.modules if any(\n"
         "        m == r or m.startswith(r + '.') for r in roots))\n"
         "    print('LOADED', loaded, file=sys.stderr)\n"
@@ -265,7 +265,8 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
         "    print('DEFAULT_CAS', ssl.create_default_context().cert_store_stats()['x509_ca'],"
         " file=sys.stderr)\n"
     )
-    env = {**os.environ, **env_for(emu)}
+    # No config file (tomllib is imported only to read one).
+    env = {**os.environ, **env_for(emu), "XDG_CONFIG_HOME": str(tmp_path / "no-config")}
     done = subprocess.run(  # -I: no PYTHONPATH, PYTHONWARNINGS or user site from this machine
         [sys.executable, "-I", "-c", script], env=env, capture_output=True, text=True, timeout=60
     )

@@ -12,20 +12,58 @@ The library API is async; credentials default to the config file and ``AEP_*`` e
 
 from __future__ import annotations
 
-from .config import BatchSelection, Credentials, DownloadSettings
-from .errors import AsyncdlError
-from .listing import iter_batches, iter_parts
-from .models import Batch, BatchMetrics, Part, PartResult, PartStatus
-from .pipeline import (
-    BatchReport,
-    DownloadResult,
-    PlannedBatch,
-    Reconciliation,
-    connect,
-    download,
-    plan,
-)
-from .progress import NullProgress, ProgressListener
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import BatchSelection, Credentials, DownloadSettings
+    from .errors import AsyncdlError
+    from .listing import iter_batches, iter_parts
+    from .models import Batch, BatchMetrics, Part, PartResult, PartStatus
+    from .pipeline import (
+        BatchReport,
+        DownloadResult,
+        PlannedBatch,
+        Reconciliation,
+        connect,
+        download,
+        plan,
+    )
+    from .progress import NullProgress, ProgressListener
+
+# Imported on first use, not with the package: the ``asyncdl`` command must run first
+# (asyncdl/tls.py says why), and ``asyncdl --version`` needs none of it.
+_PUBLIC = {
+    "config": ("BatchSelection", "Credentials", "DownloadSettings"),
+    "errors": ("AsyncdlError",),
+    "listing": ("iter_batches", "iter_parts"),
+    "models": ("Batch", "BatchMetrics", "Part", "PartResult", "PartStatus"),
+    "pipeline": (
+        "BatchReport",
+        "DownloadResult",
+        "PlannedBatch",
+        "Reconciliation",
+        "connect",
+        "download",
+        "plan",
+    ),
+    "progress": ("NullProgress", "ProgressListener"),
+}
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asyncdl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
+
 
 __version__ = "0.1.0"
 

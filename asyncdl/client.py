@@ -14,8 +14,8 @@ import json
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import anyio
 
+from . import tls
 from .auth import OAuthTokenProvider, StaticTokenProvider, TokenGrant, TokenProvider
 from .config import Credentials, DownloadSettings
 from .errors import (
@@ -42,48 +43,8 @@ from .errors import (
 )
 from .retry import RetryPolicy, parse_retry_after
 
-_TRUST_LOADERS = ("load_default_certs", "set_default_verify_paths")
-
-
-@contextmanager
-def _trust_store_skipped() -> Iterator[None]:
-    """While aiohttp is imported: SSL contexts are made without loading a CA store.
-
-    aiohttp's connector module builds two default SSL contexts when it is imported, and each
-    loads the system CA store: 15-20 ms apiece with OpenSSL 3, a fifth of asyncdl's start-up.
-    asyncdl never uses them. Every session gets ``_tls_context()`` instead, whose store is
-    loaded before the first https request, so a plain-http run (the emulator's) loads none and
-    an https run loads one. Without CAs, aiohttp's own contexts could only refuse a certificate,
-    never accept one. Nothing else is imported meanwhile, and the methods are restored after.
-    """
-    ssl_context = ssl.SSLContext
-    originals = {name: ssl_context.__dict__.get(name) for name in _TRUST_LOADERS}
-    for name in _TRUST_LOADERS:
-        setattr(ssl_context, name, _no_trust_store)
-    try:
-        yield
-    finally:
-        for name, original in originals.items():
-            if original is None:
-                delattr(ssl_context, name)  # it was inherited from _ssl._SSLContext
-            else:
-                setattr(ssl_context, name, original)
-
-
-def _no_trust_store(context: ssl.SSLContext, *args: object, **kwargs: object) -> None:
-    return None
-
-
-with _trust_store_skipped():
+with tls.aiohttp_import_guard():  # the command skips aiohttp's unused CA loading (tls.py)
     import aiohttp
-
-
-def _tls_context() -> ssl.SSLContext:
-    """``ssl.create_default_context()`` without its CA store yet (``AEPClient`` loads it)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # certificates and host names verified
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
 
 __all__ = ["AEPClient", "ByteStream", "Origin", "RetryListener", "origin_of"]
 
@@ -219,7 +180,7 @@ class AEPClient:
         if _DEFAULT_PORTS.get(self._origin.scheme) == self._origin.port:
             self._origin_prefixes += (f"{authority}/",)
         self._session: aiohttp.ClientSession | None = None
-        self._tls = _tls_context()
+        self._tls = tls.new_context()
         self._trusting = False  # the CA store is in ``_tls``
         self._trust_lock: anyio.Lock | None = None
         self.tokens: TokenProvider
@@ -237,6 +198,8 @@ class AEPClient:
 
     async def __aenter__(self) -> Self:
         self._trust_lock = anyio.Lock()
+        if self._settings.ca_bundle is not None:
+            await self._load_trust()  # asked for: a bad bundle fails the run now, not each part
         connector = aiohttp.TCPConnector(
             # Workers plus the producer's listing requests; more would only queue at the server.
             limit=self._settings.concurrency + 1,
@@ -272,25 +235,23 @@ class AEPClient:
             self._session = None
 
     async def _trust_before(self, url: str) -> None:
-        """Load the CA store (and ``--ca-bundle``) into the TLS context before the first https."""
-        if self._trusting or url[:6].lower() != "https:":
+        """Load the CA store into the TLS context before the first request that may use TLS."""
+        if self._trusting or urlsplit(url).scheme == "http":  # urlsplit strips what aiohttp does
             return
+        await self._load_trust()
+
+    async def _load_trust(self) -> None:
         assert self._trust_lock is not None, "use AEPClient as an async context manager"
         async with self._trust_lock:
             if self._trusting:
                 return
+            bundle = self._settings.ca_bundle
             try:
-                await anyio.to_thread.run_sync(self._load_trust)
+                await anyio.to_thread.run_sync(tls.load_trust, self._tls, bundle)
             except (OSError, ssl.SSLError) as exc:
-                where = self._settings.ca_bundle or "the system's CA store"
+                where = bundle or "the system's CA store"
                 raise ConfigError(f"cannot load the certificates of {where}: {exc}") from exc
             self._trusting = True
-
-    def _load_trust(self) -> None:
-        self._tls.load_default_certs()
-        if self._settings.ca_bundle is not None:
-            # Added to the system store, not instead of it: a corporate proxy CA plus the real one.
-            self._tls.load_verify_locations(cafile=str(self._settings.ca_bundle))
 
     # -- credentials and origin lock -------------------------------------------------------
 

@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from asyncdl import tls
 from asyncdl.client import AEPClient
 from asyncdl.config import Credentials, DownloadSettings
 from asyncdl.errors import AsyncdlError, ConfigError, ConnectError, NoBatchError
@@ -97,17 +99,63 @@ async def test_the_ca_store_is_loaded_only_for_https(
     certificate: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """Loading it costs 15-20 ms of every start: a plain-http run (the emulator) never does."""
-    cert, _ = certificate
     async with tls_catalog(*certificate) as base_url:
-        for url, loaded in ((base_url.replace("https:", "http:"), False), (base_url, True)):
-            settings = DownloadSettings(
-                base_url=url, out_dir=tmp_path, ca_bundle=cert, max_attempts=1
-            )
+        http = base_url.replace("https:", "http:")
+        # A leading space is stripped by the URL parser aiohttp uses: still https.
+        for url, loaded in ((http, False), (base_url, True), (f" {base_url}", True)):
+            settings = DownloadSettings(base_url=base_url, out_dir=tmp_path, max_attempts=1)
             client = AEPClient(credentials=CREDENTIALS, settings=settings)
             async with client:
-                with contextlib.suppress(AsyncdlError):  # http to a TLS port: no answer
-                    await client.get_json(client.api_url("/data/foundation/catalog/batches"))
+                with contextlib.suppress(AsyncdlError):  # no answer, or an unknown CA
+                    await client.get_json(url + "/data/foundation/catalog/batches")
             assert (client._tls.cert_store_stats()["x509_ca"] > 0) is loaded, url
+
+
+async def test_a_ca_bundle_is_loaded_at_the_start_even_for_http(tmp_path: Path) -> None:
+    """It was asked for: a bad one stops the run before it starts, not each part after."""
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("not a certificate\n")
+    settings = DownloadSettings(base_url="http://127.0.0.1:9", out_dir=tmp_path, ca_bundle=bundle)
+    with pytest.raises(ConfigError, match=r"bundle\.pem"):
+        async with AEPClient(credentials=CREDENTIALS, settings=settings):
+            pass
+
+
+def test_the_context_is_the_standard_one_less_its_ca_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "keys.log"))
+    ours, standard = tls.new_context(), ssl.create_default_context()
+    for attribute in (
+        "protocol",
+        "options",
+        "verify_mode",
+        "verify_flags",
+        "check_hostname",
+        "minimum_version",
+        "maximum_version",
+        "post_handshake_auth",
+        "keylog_filename",
+    ):
+        assert getattr(ours, attribute) == getattr(standard, attribute), attribute
+    assert ours.cert_store_stats()["x509_ca"] == 0
+
+
+@pytest.mark.slow
+def test_a_library_import_leaves_aiohttp_as_it_is() -> None:
+    """Only the command skips aiohttp's CA loading: a program that imports asyncdl may have
+    other aiohttp users that rely on aiohttp's defaults."""
+    script = (
+        "import asyncdl\n"
+        "asyncdl.download\n"
+        "import aiohttp.connector\n"
+        "print(aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == ssl.create_default_context().cert_store_stats()["x509_ca"]
 
 
 def test_there_is_no_setting_to_skip_verification() -> None:

@@ -11,10 +11,15 @@ could not complete (network, listing, disk); 2 bad usage; 3 authentication refus
 from __future__ import annotations
 
 # isort: skip_file
+from .. import tls
+
+# Before anything imports aiohttp: this process is the command's (see asyncdl/tls.py).
+tls.command_owns_process()
+
 # Importing the command modules registers their commands on ``app``, in this order in --help:
 # the everyday commands first, the emulator last.
-from . import download, data, audience, emulate
-from ._common import app, main, parse_size
-from .audience import parse_duration
+from . import download, data, audience, emulate  # noqa: E402
+from ._common import app, main, parse_size  # noqa: E402
+from .audience import parse_duration  # noqa: E402
 
 __all__ = ["app", "audience", "data", "download", "emulate", "main", "parse_duration", "parse_size"]

@@ -281,10 +281,8 @@ class _PartWriter:
         if not on_disk:
             return
         record = _record_path(self.temp)
-        if (
-            on_disk > self.part.size
-            or _size(record) is not None
-            or await _run_storage(self.temp, has_hole, self.temp, on_disk)
+        if on_disk > self.part.size or not await _run_storage(
+            self.temp, _unsegmented_prefix, self.temp, record, on_disk
         ):
             # Longer than the part, or a preallocated segmented file whose holes read as
             # zeros: its size says nothing about which bytes are real.
@@ -297,10 +295,7 @@ class _PartWriter:
 
     async def rewind(self) -> None:
         """Throw away every byte on disk (and the progress they showed); start this part over."""
-        try:
-            await anyio.to_thread.run_sync(_preallocate, self.temp, 0, 0)
-        except OSError as exc:
-            raise _storage_error(exc, self.temp) from exc
+        await _run_storage(self.temp, _preallocate, self.temp, 0, 0)
         if self.offset:
             self.listener.on_bytes(self.part, -self.offset)
         self.offset = 0
@@ -412,10 +407,7 @@ class _PartWriter:
             with self.temp.open("wb", buffering=0) as fh:
                 _write_chunks(fh.fileno(), chunks, offset=None, hasher=self.hasher)
 
-        try:
-            await anyio.to_thread.run_sync(write)
-        except OSError as exc:
-            raise _storage_error(exc, self.temp) from exc
+        await _run_storage(self.temp, write)
         size = sum(map(len, chunks))
         self.offset += size
         self.fetched += size
@@ -592,10 +584,7 @@ async def _seal(temp: Path, final: Path, *, sync: bool, record: Path | None = No
             path.unlink(missing_ok=True)
         os.replace(temp, final)
 
-    try:
-        await anyio.to_thread.run_sync(seal)
-    except OSError as exc:
-        raise _storage_error(exc, final) from exc
+    await _run_storage(final, seal)
 
 
 class _RangeUnsupportedError(AsyncdlError):
@@ -821,10 +810,7 @@ async def _fetch_segmented(transfer: _Transfer) -> PartResult | None:
         # The record goes first: a full-size .part whose holes read as zeros must never exist
         # without the record that says which bytes are real.
         await run.save()
-        try:
-            await anyio.to_thread.run_sync(_preallocate, temp, part.size, preallocate)
-        except OSError as exc:
-            raise _storage_error(exc, temp) from exc
+        await _run_storage(temp, _preallocate, temp, part.size, preallocate)
     log.info(
         "%s: %d segments of %d bytes, %d bytes already on disk",
         part.name,

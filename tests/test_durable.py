@@ -7,7 +7,8 @@ import errno
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,9 @@ import anyio
 import pytest
 
 from asyncdl.durable import SyncError, has_hole, sync_directory
-from asyncdl.emulator import Faults, running_emulator
+from asyncdl.emulator import Emulator, Faults, running_emulator
 from asyncdl.errors import StorageError
-from asyncdl.models import Part
 from asyncdl.pipeline import download
-from asyncdl.progress import NullProgress
 from asyncdl.segments import SegmentPlan
 from tests.conftest import (
     EmulatorFactory,
@@ -30,6 +29,7 @@ from tests.conftest import (
     until,
 )
 from tests.test_pipeline import DATASET, assert_identical
+from tests.test_progress import RecordingListener
 
 MiB = 1 << 20
 
@@ -227,12 +227,8 @@ def test_a_record_of_nothing_needs_no_part_file(tmp_path: Path, disk_log: DiskLo
     assert record.stat().st_ino in disk_log.synced()
 
 
-class _Arrivals(NullProgress):
-    def __init__(self) -> None:
-        self.arrived = 0
-
-    def on_bytes(self, part: Part, n: int) -> None:
-        self.arrived += n
+def _arrived(listener: RecordingListener) -> int:
+    return sum(listener.bytes.values())
 
 
 @pytest.mark.anyio
@@ -251,13 +247,13 @@ async def test_streams_keep_reading_while_the_record_syncs(
     def hold_part_syncs(inode: int) -> bool:
         # Only the .part's data syncs are held (record and directory syncs pass).
         if inode in _part_inodes(tmp_path) and not released.is_set():
-            arrived_when_held.append(listener.arrived)
+            arrived_when_held.append(_arrived(listener))
             stuck.set()
             released.wait(30)  # longer than ``until`` waits: a stream waiting on it fails
         return False
 
     disk_log.before_sync = hold_part_syncs
-    listener = _Arrivals()
+    listener = RecordingListener()
     async with running_emulator(config) as emu:
         newest = emu.batches_for(DATASET)[0]
         total = newest.files[0].parts[0].size
@@ -281,7 +277,7 @@ async def test_streams_keep_reading_while_the_record_syncs(
             try:
                 await until(stuck.is_set)
                 # Every byte arrives while that sync of the .part is still held (until finally).
-                await until(lambda: listener.arrived >= total)
+                await until(lambda: _arrived(listener) >= total)
             finally:
                 released.set()
     assert arrived_when_held[0] < total  # the hold began mid-part, not at the final seal
@@ -438,6 +434,19 @@ def test_a_directory_that_cannot_be_synced_is_not_an_error(
     assert caught.value.filename == str(tmp_path)
 
 
+@asynccontextmanager
+async def _one_part(
+    emulator_config: EmulatorFactory, tmp_path: Path
+) -> AsyncIterator[tuple[Emulator, Path, bytes]]:
+    """An emulator with one part of 3 MB: it, where its .part goes, and its bytes."""
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000}
+    )
+    async with running_emulator(config) as emu:
+        truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
+        yield emu, temp, truth.path.read_bytes()
+
+
 def _without_its_middle(temp: Path, data: bytes, *, hole: bool) -> bool:
     """``data`` into a full-size ``temp`` but for its second MiB: a hole, or written zeros.
 
@@ -462,13 +471,7 @@ async def test_a_preallocated_part_without_its_record_is_not_trusted(
     """Dropping a segmented attempt truncates the .part, then deletes its record; a power loss
     can keep only the delete, and a record can be torn. A full-size .part whose middle was
     never written must not then pass for complete (its footer reads fine)."""
-    config = emulator_config(
-        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000}
-    )
-    async with running_emulator(config) as emu:
-        newest = emu.batches_for(DATASET)[0]
-        truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
-        data = truth.path.read_bytes()
+    async with _one_part(emulator_config, tmp_path) as (emu, temp, data):
         # "unreadable": zeros written, no hole; only the record could tell they are not data.
         sparse = _without_its_middle(temp, data, hole=record == "lost")
         if record == "unreadable":
@@ -483,8 +486,8 @@ async def test_a_preallocated_part_without_its_record_is_not_trusted(
         settings = settings_for(emu, tmp_path, **overrides)
         result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
     assert result.ok, [r.error for r in result.failed]
-    assert_identical(newest, tmp_path)
-    assert result.results[0].fetched_bytes == truth.size  # nothing of the old .part was kept
+    assert_identical(emu.batches_for(DATASET)[0], tmp_path)
+    assert result.results[0].fetched_bytes == len(data)  # nothing of the old .part was kept
 
 
 def test_a_file_written_front_to_back_has_no_hole(tmp_path: Path) -> None:
@@ -531,13 +534,7 @@ async def test_a_record_that_claims_a_hole_is_taken_back_to_it(
 ) -> None:
     """A record written without syncing (--no-fsync, or an older asyncdl) outlived the bytes it
     counts: the hole is fetched again, the rest of what it claims is kept."""
-    config = emulator_config(
-        dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000}
-    )
-    async with running_emulator(config) as emu:
-        newest = emu.batches_for(DATASET)[0]
-        truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
-        data = truth.path.read_bytes()
+    async with _one_part(emulator_config, tmp_path) as (emu, temp, data):
         if not _without_its_middle(temp, data, hole=True):
             pytest.skip("this file system does not keep files sparse")
         plan = SegmentPlan.fresh(
@@ -552,7 +549,7 @@ async def test_a_record_that_claims_a_hole_is_taken_back_to_it(
         await emu.wait_idle()
         ranges = [r.headers.get("range") for r in emu.downloads()]
     assert result.ok, [r.error for r in result.failed]
-    assert_identical(newest, tmp_path)
+    assert_identical(emu.batches_for(DATASET)[0], tmp_path)
     assert ranges == [f"bytes={MiB}-{2 * MiB - 1}"]
     assert result.results[0].fetched_bytes == MiB
 
@@ -573,7 +570,7 @@ async def test_a_record_that_cannot_be_saved_never_replaces_a_cancellation(
         real_save(plan, sync=sync)
 
     monkeypatch.setattr(SegmentPlan, "save", save)
-    listener = _Arrivals()
+    listener = RecordingListener()
     config = emulator_config(
         dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 8 * MiB},
         bandwidth_bps=8_000_000,
@@ -592,7 +589,7 @@ async def test_a_record_that_cannot_be_saved_never_replaces_a_cancellation(
                     )
 
                 tg.start_soon(run)
-                await until(lambda: listener.arrived > MiB)
+                await until(lambda: _arrived(listener) > MiB)
                 broken.set()  # the save in the part's finally is the next one
                 tg.cancel_scope.cancel()
     assert "progress not recorded" in caplog.text

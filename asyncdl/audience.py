@@ -140,12 +140,16 @@ class ExportRequest:
 
 
 def _int(value: Any) -> int | None:
+    """An integer as AEP writes it: ``100``, ``100.0`` (a JSON float) or ``"100"``/``"100.0"``."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return value
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return int(number) if number.is_integer() else None
 
 
 def _text(value: Any) -> str | None:
@@ -186,6 +190,8 @@ class ExportJob:
         if single:
             batch_ids.append(single)
         batches = destination.get("batches")
+        if isinstance(batches, dict):  # one batch, written as the object itself
+            batches = [batches]
         for item in batches if isinstance(batches, list) else ():
             batch_id = _text(item.get("batchId")) if isinstance(item, dict) else None
             if batch_id and batch_id not in batch_ids:

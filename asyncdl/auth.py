@@ -15,7 +15,38 @@ from typing import Protocol
 
 import anyio
 
-__all__ = ["OAuthTokenProvider", "StaticTokenProvider", "TokenGrant", "TokenProvider"]
+__all__ = [
+    "OAuthTokenProvider",
+    "StaticTokenProvider",
+    "TokenGrant",
+    "TokenProvider",
+    "lifetime_s",
+]
+
+#: What IMS grants a server-to-server token (24 h less a second), and the most a value in
+#: seconds can honestly be: the retired JWT exchange answered ``expires_in`` in milliseconds.
+DEFAULT_LIFETIME_S = 86_399.0
+_MAX_SECONDS = 86_400.0
+
+
+def lifetime_s(expires_in: object) -> float:
+    """Seconds a token lives, from IMS's ``expires_in``: a number or a numeric string.
+
+    Over a day it cannot be seconds (JWT's milliseconds): it is read as milliseconds. Zero or
+    less is a token to renew before its next use; anything unreadable or absent means IMS's
+    usual lifetime.
+    """
+    try:
+        value = float(str(expires_in).strip()) if expires_in is not None else DEFAULT_LIFETIME_S
+    except ValueError:
+        return DEFAULT_LIFETIME_S
+    if value != value or value == float("inf"):  # NaN, infinity: not a lifetime at all
+        return DEFAULT_LIFETIME_S
+    if value <= 0:
+        return 0.0
+    if value > _MAX_SECONDS:
+        value /= 1000.0
+    return min(value, _MAX_SECONDS)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -19,13 +19,19 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import anyio
 
 from . import tls
-from .auth import OAuthTokenProvider, StaticTokenProvider, TokenGrant, TokenProvider
-from .config import Credentials, DownloadSettings
+from .auth import (
+    OAuthTokenProvider,
+    StaticTokenProvider,
+    TokenGrant,
+    TokenProvider,
+    lifetime_s,
+)
+from .config import Credentials, DownloadSettings, queue_bound
 from .errors import (
     APIError,
     AsyncdlError,
@@ -46,12 +52,60 @@ from .retry import RetryPolicy, parse_retry_after
 with tls.aiohttp_import_guard():  # the command skips aiohttp's unused CA loading (tls.py)
     import aiohttp
 
-__all__ = ["AEPClient", "ByteStream", "Origin", "RetryListener", "origin_of"]
+__all__ = [
+    "AEPClient",
+    "ByteStream",
+    "FileAnswer",
+    "Origin",
+    "Page",
+    "RetryListener",
+    "filename_from",
+    "is_json_type",
+    "origin_of",
+]
 
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_REDIRECTS = 5
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_JSON_ACCEPT = {"Accept": "application/json"}
+# RFC 6266 / 5987: filename*=charset'lang'percent-encoded, and filename="quoted" or token.
+_FILENAME_EXT = re.compile(r"(?:^|;)\s*filename\*\s*=\s*([\w!#$%&+^`{}~-]*)'[^']*'([^;]*)", re.I)
+_FILENAME = re.compile(r'(?:^|;)\s*filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.I)
+# Keys AEP's services use for an error's code and its text, in the order they are tried: the
+# gateway's, Catalog/Data Access's RFC 7807, IMS's OAuth, and the camel-case some services use.
+_ERROR_CODE_KEYS = ("error_code", "errorCode", "code", "error", "type")
+_ERROR_TEXT_KEYS = ("message", "errorMessage", "detail", "error_description", "title")
+
+
+def is_json_type(content_type: str) -> bool:
+    """``application/json`` and its ``+json`` relatives (problem+json, vnd.adobe.*+json)."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def filename_from(content_disposition: str | None) -> str | None:
+    """The file name a ``Content-Disposition`` header gives (RFC 6266: ``filename*`` wins).
+
+    Unchecked: the caller applies its own safe-name rules to it, as to any name from a server.
+    """
+    if not content_disposition:
+        return None
+    extended = _FILENAME_EXT.search(content_disposition)
+    if extended is not None:
+        charset, value = extended.group(1) or "utf-8", extended.group(2).strip()
+        try:
+            name = unquote(value, encoding=charset, errors="strict")
+        except (LookupError, UnicodeDecodeError):
+            name = ""
+        if name.strip():
+            return name.strip()
+    plain = _FILENAME.search(content_disposition)
+    if plain is None:
+        return None
+    name = plain.group(1) if plain.group(1) is not None else plain.group(2)
+    name = re.sub(r"\\(.)", r"\1", name).strip()  # quoted-pair
+    return name or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +179,7 @@ class ByteStream:
         self._read_chunk_bytes = read_chunk_bytes
         self.status = response.status
         self.content_length = response.content_length
+        self.url = url
         self.start = 0
         self.total: int | None = None
         if self.status == 206:
@@ -137,6 +192,20 @@ class ByteStream:
         elif self.content_length is not None:
             self.total = self.content_length
         self.finished = False
+
+    @property
+    def end(self) -> int | None:
+        """One past the last byte this answer carries, when its headers say (None: unknown)."""
+        if self.content_length is None:
+            return None
+        return self.start + self.content_length
+
+    def close(self) -> None:
+        """Give the connection up (unread bytes cannot be reused); safe to call twice."""
+        if self.finished:
+            self._response.release()
+        else:
+            self._response.close()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         reader = self._response.content
@@ -154,6 +223,27 @@ class ByteStream:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc, self._url) from exc
         self.finished = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Page:
+    """A JSON answer and the URL that gave it: the base its relative hrefs resolve against."""
+
+    url: str
+    body: Any
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FileAnswer:
+    """A listing call answered with a file's bytes instead of JSON (the Data Access spec allows it).
+
+    ``stream`` is open and now belongs to the caller, who reads it or ``close()``s it.
+    """
+
+    url: str
+    stream: ByteStream
+    filename: str | None  # from Content-Disposition, unchecked
+    content_type: str
 
 
 class AEPClient:
@@ -201,8 +291,12 @@ class AEPClient:
         if self._settings.ca_bundle is not None:
             await self._load_trust()  # asked for: a bad bundle fails the run now, not each part
         connector = aiohttp.TCPConnector(
-            # Workers plus the producer's listing requests; more would only queue at the server.
-            limit=self._settings.concurrency + 1,
+            # A ceiling, not the bound: StreamSlots keeps body streams to ``concurrency``. Above
+            # it, the producer's listing request and the answers of single-file dataSetFiles,
+            # which arrive open with their listing and wait in the bounded queue for a worker
+            # (its capacity, ``queue_bound``), each hold a connection; a lower limit could leave
+            # a worker's retry waiting for a connection that only a queued answer frees.
+            limit=self._settings.concurrency + queue_bound(self._settings.concurrency) + 2,
             ssl=self._tls,
             ttl_dns_cache=300,
         )
@@ -366,9 +460,9 @@ class AEPClient:
         except ValueError:
             body = None
         if isinstance(body, dict):
-            raw_code = body.get("error_code") or body.get("error") or body.get("type")
+            raw_code = next((body[k] for k in _ERROR_CODE_KEYS if body.get(k) is not None), None)
             code = str(raw_code) if raw_code is not None else None
-            for key in ("message", "detail", "error_description", "title"):
+            for key in _ERROR_TEXT_KEYS:
                 value = body.get(key)
                 if isinstance(value, str) and value:
                     reason = value
@@ -404,29 +498,22 @@ class AEPClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         may_retry: Callable[[AsyncdlError], bool] = lambda error: True,
-    ) -> Any:
+        accept_file: bool = False,
+    ) -> Page | FileAnswer | None:
         """One JSON exchange, retried with the run's policy where ``may_retry`` allows.
 
-        Returns the parsed answer, ``None`` for an empty body.
+        The parsed answer as a ``Page`` (``None`` for an empty body). An answer that is not JSON
+        is a ``ProtocolError``, read no further than its headers; with ``accept_file`` it is
+        handed over open as a ``FileAnswer`` instead.
         """
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._send(method, url, params=params, json_body=json_body)
-                try:
-                    raw = await response.read()
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise _translate(exc, url) from exc
-                finally:
-                    response.release()
-                if not raw.strip():
-                    return None
-                try:
-                    return json.loads(raw)
-                except ValueError as exc:
-                    raise ProtocolError(f"{url} did not answer with JSON") from exc
+                return await self._exchange(
+                    method, url, params=params, json_body=json_body, accept_file=accept_file
+                )
             except AsyncdlError as error:
                 delay = self._retry.delay_s(
                     error, attempt=attempt, elapsed_s=time.monotonic() - started
@@ -436,12 +523,94 @@ class AEPClient:
                 self._retry_listener.on_request_retry(url, attempt, error, delay)
                 await anyio.sleep(delay)
 
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        accept_file: bool,
+    ) -> Page | FileAnswer | None:
+        response = await self._send(
+            method, url, params=params, headers=_JSON_ACCEPT, json_body=json_body
+        )
+        answered = str(response.url)  # after redirects: the base of the page's relative hrefs
+        content_type = response.headers.get("Content-Type", "")
+        disposition = response.headers.get("Content-Disposition")
+        # No Content-Type at all is taken for JSON, as AEP's older answers were; a
+        # Content-Disposition says "a file" whatever the type claims.
+        if (is_json_type(content_type) or not content_type) and not disposition:
+            try:
+                raw = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise _translate(exc, url) from exc
+            finally:
+                response.release()
+            if not raw.strip():
+                return None
+            try:
+                return Page(url=answered, body=json.loads(raw))
+            except ValueError as exc:
+                raise ProtocolError(f"{url} did not answer with JSON") from exc
+        if not accept_file:
+            response.close()  # never read a body nobody asked for into memory
+            raise ProtocolError(
+                f"{url} answered {content_type or 'a file'}, not the JSON it documents"
+            )
+        try:
+            stream = ByteStream(response, answered, self._settings.read_chunk_bytes)
+        except BaseException:
+            response.close()
+            raise
+        return FileAnswer(
+            url=answered,
+            stream=stream,
+            filename=filename_from(disposition),
+            content_type=content_type,
+        )
+
     async def get_json(self, url: str, *, params: Mapping[str, str] | None = None) -> Any:
         """GET a JSON document, retrying transient failures with the run's policy."""
+        return (await self.get_page(url, params=params)).body
+
+    async def get_page(self, url: str, *, params: Mapping[str, str] | None = None) -> Page:
+        """GET a JSON document with the URL that answered it (for relative hrefs)."""
         answer = await self._call("GET", url, params=params)
+        if not isinstance(answer, Page):
+            raise ProtocolError(f"{url} answered with an empty body")
+        return answer
+
+    async def get_page_or_file(self, url: str) -> Page | FileAnswer:
+        """GET a listing that may answer with the file itself (``GET /files/{dataSetFileId}``).
+
+        A ``FileAnswer``'s stream is the caller's to read or close: the bytes are never asked
+        for twice, and never held in memory.
+        """
+        answer = await self._call("GET", url, accept_file=True)
         if answer is None:
             raise ProtocolError(f"{url} answered with an empty body")
         return answer
+
+    async def content_length(self, url: str) -> int | None:
+        """``HEAD url``'s Content-Length (None when the server does not say), with retries."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._send("HEAD", url, headers={"Accept-Encoding": "identity"})
+                response.release()
+                raw = response.headers.get("Content-Length", "").strip()
+                return int(raw) if raw.isdigit() else None
+            except AsyncdlError as error:
+                delay = self._retry.delay_s(
+                    error, attempt=attempt, elapsed_s=time.monotonic() - started
+                )
+                if delay is None:
+                    raise
+                self._retry_listener.on_request_retry(url, attempt, error, delay)
+                await anyio.sleep(delay)
 
     async def post_json(self, url: str, body: Any) -> Any:
         """POST ``body`` as JSON; the answer's JSON (``None`` for an empty body).
@@ -452,7 +621,8 @@ class AEPClient:
         doing anything) and a connection that could not be opened. A timeout, a dropped
         connection or another 5xx is raised at once: the caller must look before trying again.
         """
-        return await self._call("POST", url, json_body=body, may_retry=_not_processed)
+        answer = await self._call("POST", url, json_body=body, may_retry=_not_processed)
+        return answer.body if isinstance(answer, Page) else None
 
     async def delete(self, url: str) -> None:
         """DELETE ``url`` (any 2xx is success), retried with the run's policy: it is idempotent."""
@@ -513,7 +683,7 @@ class AEPClient:
         try:
             return TokenGrant(
                 access_token=str(body["access_token"]),
-                expires_in_s=float(body.get("expires_in", 86399)),
+                expires_in_s=lifetime_s(body.get("expires_in")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError) as exc:
             raise ProtocolError(f"IMS at {url} answered without an access_token") from exc

@@ -25,6 +25,7 @@ __all__ = [
     "Setting",
     "default_config_path",
     "mask",
+    "queue_bound",
     "resolve_environment",
 ]
 
@@ -55,6 +56,8 @@ class Credentials:
     ims_url: str = DEFAULT_IMS_URL
 
     def __post_init__(self) -> None:
+        # The x-sandbox-name header is the all-lowercase sandbox name (Adobe's spec, every API).
+        object.__setattr__(self, "sandbox", self.sandbox.strip().lower())
         if not self.access_token and not (self.client_id and self.client_secret):
             raise ConfigError(
                 "no credentials: set AEP_ACCESS_TOKEN, or AEP_CLIENT_ID and AEP_CLIENT_SECRET"
@@ -158,6 +161,15 @@ class DownloadSettings:
         if self.ca_bundle is not None and not self.ca_bundle.is_file():
             raise ConfigError(f"--ca-bundle {self.ca_bundle} is not a readable file")
         object.__setattr__(self, "allowed_hosts", frozenset(h.lower() for h in self.allowed_hosts))
+
+
+def queue_bound(concurrency: int) -> int:
+    """How many listed parts may wait for a worker: two per worker.
+
+    Enough that no worker starves while the producer waits for the next listing page (one
+    round trip), few enough that a 10,000-part listing is never held whole.
+    """
+    return 2 * concurrency
 
 
 # -- configuration files -------------------------------------------------------------------------

@@ -18,7 +18,8 @@ these into printed lines and exit codes.
     │   ├── RateLimitedError        429: too many requests (may carry Retry-After)
     │   └── ServerError             5xx (may carry Retry-After)
     ├── ProtocolError               the answer does not have the shape the API documents
-    │   └── RangeMismatchError      a 206 for another range than the one asked for
+    │   ├── RangeMismatchError      a 206 for another range than the one asked for
+    │   └── StaleListingError       the server's size of a file is not the listing's
     ├── UnsafeResponseError         the server tried something the client refuses
     │   ├── ForeignOriginError      an href points to an origin credentials must not go to
     │   └── UnsafeNameError         a file name that would escape the output directory
@@ -51,6 +52,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "ServerError",
+    "StaleListingError",
     "StorageError",
     "StreamInterruptedError",
     "TransportError",
@@ -139,6 +141,11 @@ class ProtocolError(AsyncdlError):
 
 class RangeMismatchError(ProtocolError):
     """A partial answer that does not start where the client asked."""
+
+
+class StaleListingError(ProtocolError):
+    """The server's total for a file differs from the listing's ``length``: the listing is stale,
+    and asking again would only repeat the answer."""
 
 
 class UnsafeResponseError(AsyncdlError):

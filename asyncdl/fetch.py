@@ -18,7 +18,8 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -34,6 +35,7 @@ from .errors import (
     ForeignOriginError,
     RangeMismatchError,
     RateLimitedError,
+    StaleListingError,
     StorageError,
     StreamInterruptedError,
     VerificationError,
@@ -58,6 +60,11 @@ _HASH_BLOCK = 1 << 20
 _HASH_STEP = 16 << 20
 _UNLIMITED = 1 << 16
 _SEGMENT_RECORD_INTERVAL_S = 0.5
+# A stream cut after it brought at least this much is a resume, not a failed attempt: AEP ends
+# every response at 60 s, and a big part on a slow link is then cut again and again, each time
+# further on. Less than this counts as a failure, so a server that drops every connection at
+# once still runs out of attempts.
+_RESUME_MIN_BYTES = 1 << 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,6 +234,53 @@ def _sync_or_drop(temp: Path, fd: int | None = None, *also: Path) -> None:
         raise
 
 
+class _FirstAnswer:
+    """The open answer a listing call got for a single-file dataSetFile: the part's bytes from
+    byte 0, used by the first request that wants exactly those (never asked for twice)."""
+
+    def __init__(self, stream: ByteStream | None) -> None:
+        self._stream = stream
+
+    def take(self) -> ByteStream | None:
+        stream, self._stream = self._stream, None
+        return stream
+
+    def discard(self) -> None:
+        stream = self.take()
+        if stream is not None:
+            stream.close()
+
+
+@asynccontextmanager
+async def _open(
+    client: AEPClient, first: _FirstAnswer, part: Part, *, offset: int = 0, end: int | None = None
+) -> AsyncIterator[ByteStream]:
+    """A stream of ``part`` from ``offset`` (to ``end``, inclusive); the first answer if it fits.
+
+    Its total (Content-Range's, or a 200's length) must be the listing's size: if not, the
+    listing is stale, and no retry can change that (StaleListingError, the part fails at once).
+    """
+    opened = first.take() if offset == 0 and end is None else None
+    if opened is None:
+        first.discard()  # a resume or a segment: those bytes are not the ones asked for
+        async with client.open_stream(part.href, offset=offset, end=end) as stream:
+            _check_total(stream, part)
+            yield stream
+        return
+    try:
+        _check_total(opened, part)
+        yield opened
+    finally:
+        opened.close()
+
+
+def _check_total(stream: ByteStream, part: Part) -> None:
+    if stream.total is not None and stream.total != part.size:
+        raise StaleListingError(
+            f"{part.name}: the listing says {part.size} bytes, the server says {stream.total}"
+        )
+
+
 async def _body_from(stream: ByteStream, wanted: int, name: str) -> AsyncIterator[bytes]:
     """The body's bytes from offset ``wanted`` on.
 
@@ -301,9 +355,13 @@ class _PartWriter:
         self.offset = 0
         self.hasher = hashlib.sha256()
 
-    async def stream_from(self, client: AEPClient) -> None:
-        """One attempt: GET from ``offset`` to the end, appending to ``.part``."""
-        async with client.open_stream(self.part.href, offset=self.offset) as stream:
+    async def stream_from(self, client: AEPClient, first: _FirstAnswer) -> None:
+        """One request: GET from ``offset`` to the end, appending to ``.part``.
+
+        Returns when the answer ended as its headers promised, which may be before the part's
+        end (a shorter 206 than asked: the spec allows it); a broken stream raises.
+        """
+        async with _open(client, first, self.part, offset=self.offset) as stream:
             if self.offset and stream.status == 200:
                 log.info("%s: the server ignored Range; starting over", self.part.name)
                 await self.rewind()  # the server ignored Range: the body starts at byte 0
@@ -334,15 +392,11 @@ class _PartWriter:
                             await self._flush(fh, pending)
                     finally:
                         await fh.close()
-        if self.offset < self.part.size:
-            raise StreamInterruptedError(
-                f"{self.part.name}: body ended at {self.offset} of {self.part.size} bytes",
-                url=self.part.href,
-            )
 
     async def fetch_small(
         self,
         client: AEPClient,
+        first: _FirstAnswer,
         final: Path,
         *,
         verify: bool,
@@ -361,7 +415,7 @@ class _PartWriter:
         chunks: list[bytes] = []
         received = 0
         try:
-            async with client.open_stream(part.href) as stream:
+            async with _open(client, first, part) as stream:
                 async for chunk in stream.chunks():
                     if received + len(chunk) > part.size:
                         raise VerificationError(
@@ -432,6 +486,7 @@ class _Transfer:
     slots: StreamSlots
     absent: bool = False  # known: no .part and no final file existed when the run began
     stores: ThreadBatches | None = None  # where small parts are stored; None: a thread hop each
+    first: _FirstAnswer = field(default_factory=lambda: _FirstAnswer(None))  # see fetch_part
 
     async def backoff(
         self, error: AsyncdlError, *, attempt: int, started: float, total: int
@@ -467,6 +522,7 @@ async def fetch_part(
     known: ManifestEntry | None = None,
     absent: bool = False,
     stores: ThreadBatches | None = None,
+    opened: ByteStream | None = None,
 ) -> PartResult:
     """Bring one part to ``batch_dir``; never raises for a part-level failure.
 
@@ -475,49 +531,67 @@ async def fetch_part(
     the run (each segment of a big part takes one). ``absent`` says the caller knows that neither
     the part nor its ``.part`` is on disk (it listed the directory once), which saves two stat
     calls on the event loop per part. ``stores`` batches the worker-thread jobs of small parts
-    across the run (one thread hop each without it).
+    across the run (one thread hop each without it). ``opened`` is the part's own answer to its
+    listing call (a single-file dataSetFile): the first request from byte 0 reads it, and it is
+    closed whatever happens; such a part is fetched as one stream, never in segments.
     """
-    final, temp = part_paths(batch_dir, part)
-    if not absent and _size(final) == part.size:
-        skipped = await _skip(part, final, known, options)
-        if skipped is not None:
-            return skipped
-    if final.parent != batch_dir:  # a relpath with a dataSetFileId prefix (duplicate names)
-        try:
-            await anyio.Path(final.parent).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _storage_error(exc, final.parent) from exc
-    transfer = _Transfer(
-        client=client,
-        part=part,
-        final=final,
-        temp=temp,
-        options=options,
-        listener=listener,
-        slots=slots or StreamSlots(_UNLIMITED, adaptive=False),
-        absent=absent,
-        stores=stores,
-    )
-    threshold = options.segment_threshold_bytes
-    if threshold is not None and part.size >= threshold and part.size > options.segment_bytes:
-        segmented = await _fetch_segmented(transfer)
-        if segmented is not None:
-            return segmented
-        # None: the server ignores Range (or the assembled file failed verification): one
-        # stream from the start is the only way left.
-    return await _fetch_whole(transfer)
+    first = _FirstAnswer(opened)
+    try:
+        final, temp = part_paths(batch_dir, part)
+        if not absent and _size(final) == part.size:
+            skipped = await _skip(part, final, known, options)
+            if skipped is not None:
+                return skipped
+        if final.parent != batch_dir:  # a dataSetFileId prefix (duplicate names), or partitions
+            try:
+                await anyio.Path(final.parent).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _storage_error(exc, final.parent) from exc
+        transfer = _Transfer(
+            client=client,
+            part=part,
+            final=final,
+            temp=temp,
+            options=options,
+            listener=listener,
+            slots=slots or StreamSlots(_UNLIMITED, adaptive=False),
+            absent=absent,
+            stores=stores,
+            first=first,
+        )
+        threshold = options.segment_threshold_bytes
+        if (
+            opened is None
+            and threshold is not None
+            and part.size >= threshold
+            and part.size > options.segment_bytes
+        ):
+            segmented = await _fetch_segmented(transfer)
+            if segmented is not None:
+                return segmented
+            # None: the server ignores Range (or the assembled file failed verification): one
+            # stream from the start is the only way left.
+        return await _fetch_whole(transfer)
+    finally:
+        first.discard()
 
 
 async def _fetch_whole(transfer: _Transfer) -> PartResult:
-    """One stream per attempt, each continuing where the bytes on disk end."""
+    """One stream per request, each continuing where the bytes on disk end.
+
+    A request that moved the part on (a shorter 206 than asked, or a stream cut after at least
+    ``_RESUME_MIN_BYTES``) is followed at once and spends no attempt: only requests that brought
+    nothing count against the retry policy.
+    """
     client, part, options, slots = transfer.client, transfer.part, transfer.options, transfer.slots
     started = time.monotonic()
     writer = _PartWriter(part, transfer.temp, transfer.listener, options.write_buffer_bytes)
     if not transfer.absent:
         await writer.resume(sync=options.fsync)
-    attempts = 0
+    requests = failures = 0
     while True:
-        attempts += 1
+        requests += 1
+        before = writer.offset
         try:
             remaining = options.policy.deadline_s - (time.monotonic() - started)
             with anyio.move_on_after(remaining) as scope:
@@ -525,6 +599,7 @@ async def _fetch_whole(transfer: _Transfer) -> PartResult:
                     async with slots:
                         rows = await writer.fetch_small(
                             client,
+                            transfer.first,
                             transfer.final,
                             verify=options.verify_parquet,
                             sync=options.fsync,
@@ -534,28 +609,51 @@ async def _fetch_whole(transfer: _Transfer) -> PartResult:
                 else:
                     if writer.offset < part.size:
                         async with slots:
-                            await writer.stream_from(client)
+                            await writer.stream_from(client, transfer.first)
                         slots.on_success()
+                        if writer.offset < part.size:
+                            if writer.offset > before:
+                                log.info(
+                                    "%s: a short answer (to byte %d of %d); asking for the rest",
+                                    part.name,
+                                    writer.offset,
+                                    part.size,
+                                )
+                                continue
+                            raise StreamInterruptedError(
+                                f"{part.name}: an answer without bytes at {writer.offset} "
+                                f"of {part.size}",
+                                url=part.href,
+                            )
                     elif part.size == 0:
                         await writer.rewind()  # creates the empty .part
                     rows = await _verify_and_rename(transfer)
             if scope.cancelled_caught:
-                return _failed(part, writer.fetched, attempts, "per-part deadline exceeded")
+                return _failed(part, writer.fetched, requests, "per-part deadline exceeded")
             return PartResult(
                 part=part,
                 status=PartStatus.DOWNLOADED,
                 fetched_bytes=writer.fetched,
                 rows=rows,
                 sha256=writer.hasher.hexdigest(),
-                attempts=attempts,
+                attempts=requests,
             )
         except (StorageError, AuthError):
             raise
         except AsyncdlError as error:
             if isinstance(error, VerificationError):
                 await writer.rewind()  # wrong bytes on disk: no prefix of them can be trusted
-            if not await transfer.backoff(error, attempt=attempts, started=started, total=attempts):
-                return _failed(part, writer.fetched, attempts, _describe(error))
+            elif _resumes(error, writer.offset - before):
+                log.info("%s: %s; resuming at byte %d", part.name, error, writer.offset)
+                continue
+            failures += 1
+            if not await transfer.backoff(error, attempt=failures, started=started, total=requests):
+                return _failed(part, writer.fetched, requests, _describe(error))
+
+
+def _resumes(error: AsyncdlError, progress: int) -> bool:
+    """A cut stream that brought enough to be a resume (AEP's 60 s cut), not a failure."""
+    return isinstance(error, StreamInterruptedError) and progress >= _RESUME_MIN_BYTES
 
 
 async def _verify_and_rename(transfer: _Transfer) -> int | None:
@@ -719,28 +817,41 @@ class _SegmentedRun:
                 await self._all_landed.wait()
 
     async def run_segment(self, segment: Segment) -> None:
-        attempts = 0
+        """Requests for the segment until it is on disk; progress spends no attempt (as in
+        ``_fetch_whole``: a shorter 206 than asked, or a cut after ``_RESUME_MIN_BYTES``)."""
+        failures = 0
         while True:
-            attempts += 1
             self.attempts += 1
+            before = segment.done
             try:
                 async with self.slots:
                     await self._stream(segment)
                 self.slots.on_success()
-                return
+                if segment.complete:
+                    return
+                if segment.done > before:
+                    continue  # a shorter answer than asked: ask for the rest
+                raise StreamInterruptedError(
+                    f"{self.part.name}: an answer without bytes at {segment.next_offset}",
+                    url=self.part.href,
+                )
             except (StorageError, AuthError, _RangeUnsupportedError):
                 raise
             except AsyncdlError as error:
+                if _resumes(error, segment.done - before):
+                    continue
+                failures += 1
                 if not await self.transfer.backoff(
-                    error, attempt=attempts, started=self.started, total=self.attempts
+                    error, attempt=failures, started=self.started, total=self.attempts
                 ):
                     raise _SegmentFailedError(error) from error
 
     async def _stream(self, segment: Segment) -> None:
+        """One request for the rest of the segment; returns when the answer ended as promised."""
         offset = segment.next_offset
-        async with self.client.open_stream(self.part.href, offset=offset, end=segment.end - 1) as (
-            stream
-        ):
+        async with _open(
+            self.client, self.transfer.first, self.part, offset=offset, end=segment.end - 1
+        ) as stream:
             if stream.status == 200:
                 raise _RangeUnsupportedError(f"{self.part.name}: the server ignores Range")
             body = _body_from(stream, offset, self.part.name)
@@ -767,11 +878,6 @@ class _SegmentedRun:
                             await self._flush(fh, segment, pending)
                     finally:
                         await fh.close()
-        if not segment.complete:
-            raise StreamInterruptedError(
-                f"{self.part.name}: segment ended at {segment.next_offset} of {segment.end}",
-                url=self.part.href,
-            )
 
     async def _flush(self, fh: AsyncFileIO, segment: Segment, chunks: list[bytes]) -> None:
         await _flush_chunks(fh, chunks, self.temp, offset=segment.next_offset)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 __all__ = [
     "CATALOG_PATH",
     "EXPORT_PATH",
-    "MARKER_NAMES",
     "Batch",
     "BatchMetrics",
     "DataSetFile",
@@ -23,9 +22,6 @@ __all__ = [
 
 CATALOG_PATH = "/data/foundation/catalog"
 EXPORT_PATH = "/data/foundation/export"
-
-#: Zero-length bookkeeping files Spark leaves in every output directory; never data.
-MARKER_NAMES = frozenset({"_SUCCESS", "_committed", "_started"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,6 +41,9 @@ class Batch:
     status: str
     dataset_id: str | None = None
     created_ms: int | None = None
+    #: Batches this one replaces (``replay.predecessors``): a Customer AI scoring run names the
+    #: previous run's batch, so a dataset's current view leaves those out.
+    predecessors: tuple[str, ...] = ()
     metrics: BatchMetrics = BatchMetrics()
 
 
@@ -61,8 +60,8 @@ class Part:
     """One downloadable file of a batch, as the directory listing describes it.
 
     ``relpath`` is where it goes below ``OUT/<batch_id>/``: the server's name, already checked to
-    be a single safe path component (or ``<dataSetFileId>/<name>`` when two directories of the
-    same batch hold the same name).
+    be safe path components (partition folders such as ``scoreDate=2020-04-09/`` allowed), or
+    ``<dataSetFileId>/<name>`` when two directories of the same batch hold the same name.
     """
 
     batch_id: str

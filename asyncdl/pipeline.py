@@ -23,18 +23,27 @@ from pathlib import Path
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .client import AEPClient
+from .client import AEPClient, ByteStream
 from .concurrency import StreamSlots, single_error, thread_batches
 from .config import (
     DEFAULT_BASE_URL,
     BatchSelection,
     Credentials,
     DownloadSettings,
+    queue_bound,
     resolve_environment,
 )
 from .errors import ConfigError, StorageError, UnsafeNameError
 from .fetch import FetchOptions, fetch_part
-from .listing import Marker, Rejected, check_name, get_batch, iter_parts, latest_batches
+from .listing import (
+    Marker,
+    OpenedPart,
+    Rejected,
+    check_name,
+    get_batch,
+    iter_parts,
+    latest_batches,
+)
 from .manifest import MANIFEST_NAME, Manifest
 from .models import Batch, Part, PartResult, PartStatus
 from .progress import NullProgress, ProgressListener
@@ -69,7 +78,12 @@ class RejectedEntry:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reconciliation:
-    """A batch's downloaded totals against the Catalog's ``metrics``; ``None`` = not claimed."""
+    """A batch's downloaded totals against the Catalog's ``metrics``; ``None`` = not claimed.
+
+    Bytes and rows decide: they describe the data itself. The file count only warns: Catalog
+    metrics are "determined by the producer", and some count dataSetFiles, or markers, or
+    nothing at all.
+    """
 
     expected_bytes: int | None
     actual_bytes: int
@@ -80,14 +94,22 @@ class Reconciliation:
 
     @property
     def ok(self) -> bool:
+        return (self.expected_bytes is None or self.expected_bytes == self.actual_bytes) and (
+            self.expected_rows is None
+            or self.actual_rows is None
+            or self.expected_rows == self.actual_rows
+        )
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Disagreements that do not fail the batch, each naming the metric."""
+        if self.expected_files is None or self.expected_files == self.actual_files:
+            return ()
         return (
-            (self.expected_bytes is None or self.expected_bytes == self.actual_bytes)
-            and (
-                self.expected_rows is None
-                or self.actual_rows is None
-                or self.expected_rows == self.actual_rows
-            )
-            and (self.expected_files is None or self.expected_files == self.actual_files)
+            f"outputFileCount says {self.expected_files} files, {self.actual_files} parts "
+            "arrived (the producer's count; bytes and rows match)"
+            if self.ok
+            else f"outputFileCount says {self.expected_files} files, {self.actual_files} arrived",
         )
 
 
@@ -172,6 +194,8 @@ class _BatchState:
     markers: int = 0
     rejected: list[RejectedEntry] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # part name → dataSetFileId holding it
+    paths: set[str] = field(default_factory=set)  # relpaths given out
+    folders: set[str] = field(default_factory=set)  # the folders those relpaths create
     present: frozenset[str] = frozenset()  # relpaths of files there when the batch was opened
     save_lock: anyio.Lock = field(default_factory=anyio.Lock)
     saved_at: float = 0.0
@@ -180,22 +204,26 @@ class _BatchState:
         self.rejected.append(RejectedEntry(batch_id=self.batch.id, name=name, reason=reason))
 
     def place(self, part: Part) -> Part | None:
-        """Give ``part`` a unique relpath in the batch; ``None`` for a repeated listing entry."""
+        """Give ``part`` a unique relpath in the batch; ``None`` for a repeated listing entry.
+
+        Raises UnsafeNameError for a path no part can take: a dataSetFileId that cannot be a
+        folder name, or a file where another part needs a folder (``a`` and ``a/b``).
+        """
         holder = self.seen.get(part.name)
         if holder is None:
             self.seen[part.name] = part.dataset_file_id
-            return part
-        if holder == part.dataset_file_id:
+            placed = part
+        elif holder == part.dataset_file_id:
             return None  # the same entry listed twice (overlapping pages): fetch it once
-        sub = check_name(part.dataset_file_id)
-        return Part(
-            batch_id=part.batch_id,
-            dataset_file_id=part.dataset_file_id,
-            name=part.name,
-            relpath=f"{sub}/{part.name}",
-            size=part.size,
-            href=part.href,
-        )
+        else:
+            sub = check_name(part.dataset_file_id)
+            placed = dataclasses.replace(part, relpath=f"{sub}/{part.name}")
+        folders = [placed.relpath[:i] for i, c in enumerate(placed.relpath) if c == "/"]
+        if placed.relpath in self.folders or any(f in self.paths for f in folders):
+            raise UnsafeNameError(placed.relpath, "another part needs that path as a folder")
+        self.paths.add(placed.relpath)
+        self.folders.update(folders)
+        return placed
 
     async def save(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -225,6 +253,7 @@ class _BatchState:
                 "bytes": reconciliation.actual_bytes,
                 "rows": reconciliation.actual_rows,
                 "files": reconciliation.actual_files,
+                "warnings": list(reconciliation.warnings),
             }
         return BatchReport(
             batch=self.batch,
@@ -240,6 +269,7 @@ class _BatchState:
 class _Job:
     part: Part
     state: _BatchState
+    opened: ByteStream | None = None  # a single-file dataSetFile's answer, still unread
 
 
 async def select_batches(
@@ -356,7 +386,9 @@ async def plan(
                 manifest=Manifest(settings.out_dir / batch.id, batch, {}),
             )
             parts = []
-            async for part in _walk(client, state, include, exclude):
+            async for part, opened in _walk(client, state, include, exclude):
+                if opened is not None:
+                    opened.close()  # a dry run reads no part's bytes
                 parts.append(part)
             complete = await anyio.to_thread.run_sync(_complete_on_disk, state.directory, parts)
             planned.append(
@@ -387,29 +419,40 @@ async def _walk(
     state: _BatchState,
     include: Sequence[str],
     exclude: Sequence[str],
-) -> AsyncIterator[Part]:
-    """The batch's wanted parts, placed; markers and rejected names counted into ``state``."""
-    async for entry in iter_parts(client, state.batch.id):
+) -> AsyncIterator[tuple[Part, ByteStream | None]]:
+    """The batch's wanted parts, placed, each with its open answer when the listing call was
+    answered with the file itself; markers and rejected entries counted into ``state``."""
+    async for listed in iter_parts(client, state.batch.id):
+        opened: ByteStream | None = None
+        entry = listed.part if isinstance(listed, OpenedPart) else listed
+        if isinstance(listed, OpenedPart):
+            opened = listed.stream
         if isinstance(entry, Marker):
             state.markers += 1
-        elif isinstance(entry, Rejected):
+            continue
+        if isinstance(entry, Rejected):
             state.reject(entry.name, str(entry.error))
-        elif _reserved(entry.name):
+            continue
+        placed = None
+        if _reserved(entry.relpath):
             state.reject(entry.name, "collides with asyncdl's own files (manifest, .part)")
         elif _wanted(entry.name, include, exclude):
             try:
                 placed = state.place(entry)
-            except UnsafeNameError as exc:  # a dataSetFileId that cannot be a directory name
+            except UnsafeNameError as exc:
                 state.reject(entry.name, str(exc))
-                continue
-            if placed is not None:
-                yield placed
+        if placed is None:
+            if opened is not None:
+                opened.close()  # not wanted: the file's bytes are not read
+            continue
+        yield placed, opened
 
 
-def _reserved(name: str) -> bool:
+def _reserved(relpath: str) -> bool:
     """Names asyncdl itself writes into a batch directory; a part must not overwrite them."""
+    name = relpath.rsplit("/", 1)[-1]
     return (
-        name == MANIFEST_NAME
+        relpath == MANIFEST_NAME
         or name.startswith(".manifest.")
         or name.endswith((".part", ".segments", ".segments.tmp"))
     )
@@ -458,7 +501,7 @@ async def download(
         credentials=credentials, settings=settings, retry=policy, retry_listener=listener
     ) as client:
         batches = await select_batches(client, dataset_id, selection)
-        send, receive = anyio.create_memory_object_stream[_Job](2 * settings.concurrency)
+        send, receive = anyio.create_memory_object_stream[_Job](queue_bound(settings.concurrency))
 
         async def worker(jobs: MemoryObjectReceiveStream[_Job]) -> None:
             async with jobs:
@@ -475,6 +518,7 @@ async def download(
                         absent=job.part.relpath not in job.state.present
                         and f"{job.part.relpath}.part" not in job.state.present,
                         stores=stores,
+                        opened=job.opened,
                     )
                     job.state.results.append(result)
                     job.state.manifest.record(result)
@@ -503,10 +547,16 @@ async def download(
                             batch.metrics.output_byte_size,
                             batch.metrics.output_record_count,
                         )
-                        async for part in _walk(client, state, include, exclude):
+                        async for part, opened in _walk(client, state, include, exclude):
                             listener.on_queued(part)
                             state.queued += 1
-                            await send.send(_Job(part=part, state=state))
+                            job = _Job(part=part, state=state, opened=opened)
+                            try:
+                                await send.send(job)
+                            except BaseException:
+                                if opened is not None:
+                                    opened.close()
+                                raise
                         # Reconciling against the Catalog needs every part of the batch.
                         state.complete_listing = not include and not exclude
         finally:
@@ -535,16 +585,19 @@ async def _open_batch(batch: Batch, out_dir: Path) -> _BatchState:
 
 
 def _files_below(directory: Path) -> frozenset[str]:
-    """Relative paths of the files in a batch directory and its dataSetFileId subdirectories.
+    """Relative paths of the files in a batch directory and below (dataSetFileId and partition
+    folders).
 
     Listed once, off the loop, so that a fresh part needs no stat at all.
     """
     found: set[str] = set()
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.is_file():
-                found.add(entry.name)
-            elif entry.is_dir():
-                with os.scandir(entry.path) as inner:
-                    found.update(f"{entry.name}/{e.name}" for e in inner if e.is_file())
+    pending = [("", directory)]
+    while pending:
+        prefix, folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    found.add(prefix + entry.name)
+                elif entry.is_dir():
+                    pending.append((f"{prefix}{entry.name}/", Path(entry.path)))
     return frozenset(found)

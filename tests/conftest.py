@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
 import pytest
+from aiohttp import web
 
 from asyncdl.config import KNOWN_VARIABLES, Credentials, DownloadSettings
 from asyncdl.emulator import DatasetSpec, Emulator, EmulatorConfig, TruthPart, running_emulator
@@ -117,3 +118,36 @@ async def until(condition: Callable[[], bool], *, timeout_s: float = 10.0) -> No
     with anyio.fail_after(timeout_s):
         while not condition():
             await anyio.sleep(0.001)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def scripted_api(routes: dict[str, Handler]) -> AsyncIterator[str]:
+    """A tiny API on 127.0.0.1 (port 0) answering each path with its handler: for the shapes
+    the emulator does not serve (loops, odd headers). Yields the base URL."""
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        handler = routes.get(request.path)
+        if handler is None:
+            return web.json_response({"title": "Not Found"}, status=404)
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def static_credentials() -> Credentials:
+    return Credentials(
+        api_key="scripted-key", org_id="scripted@AdobeOrg", access_token="scripted-t"
+    )

@@ -36,7 +36,7 @@ from asyncdl.cli import app, parse_duration
 from asyncdl.client import AEPClient
 from asyncdl.config import Credentials, DownloadSettings
 from asyncdl.emulator import Emulator, EmulatorConfig, RecordedRequest, running_emulator
-from asyncdl.errors import AsyncdlError, ConfigError, RateLimitedError, ServerError
+from asyncdl.errors import AsyncdlError, ConfigError, ProtocolError, RateLimitedError, ServerError
 from asyncdl.pipeline import download
 from asyncdl.retry import RetryPolicy
 from tests.conftest import EmulatorFactory, credentials_for, settings_for, threaded_emulator
@@ -581,3 +581,26 @@ def test_ctrl_c_cancels_the_job_and_exits_130(cli_emu: Emulator, tmp_path: Path)
     assert process.returncode == 130, stderr
     assert "asked AEP to cancel export job 11000" in stderr
     assert [r.path for r in settle(cli_emu) if r.method == "DELETE"] == [f"{JOBS}/11000"]
+
+
+@pytest.mark.parametrize("raw_id", [100, 100.0, "100", "100.0"])
+def test_export_job_ids_as_aep_writes_them(raw_id: object) -> None:
+    job = ExportJob.from_json({"id": raw_id, "status": "NEW"})
+    assert job.id == 100
+
+
+@pytest.mark.parametrize("raw_id", [100.5, "1e400x", True, None, "abc"])
+def test_export_job_ids_that_are_not_integers_are_refused(raw_id: object) -> None:
+    with pytest.raises(ProtocolError):
+        ExportJob.from_json({"id": raw_id, "status": "NEW"})
+
+
+def test_a_single_batch_object_counts_like_a_list_of_one() -> None:
+    body = {
+        "id": 7,
+        "status": "SUCCEEDED",
+        "destination": {"dataSetId": "DS", "segmentPerBatch": True, "batches": {"batchId": "B1"}},
+    }
+    job = ExportJob.from_json(body)
+    assert job.batch_ids == ("B1",)
+    assert job.dataset_id == "DS"

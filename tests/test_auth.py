@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from asyncdl.auth import OAuthTokenProvider, StaticTokenProvider, TokenGrant
+from asyncdl.auth import OAuthTokenProvider, StaticTokenProvider, TokenGrant, lifetime_s
 
 pytestmark = pytest.mark.anyio
 
@@ -69,3 +69,24 @@ async def test_concurrent_first_use_asks_ims_once() -> None:
 
 def test_grant_repr_hides_token() -> None:
     assert "secret" not in repr(TokenGrant(access_token="secret", expires_in_s=1.0))
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "seconds"),
+    [
+        (86399, 86399.0),
+        ("86399", 86399.0),
+        (3600.5, 3600.5),
+        (86_399_000, 86399.0),  # the retired JWT exchange's milliseconds
+        ("86399000", 86399.0),
+        (10**12, 86400.0),  # no lifetime is longer than a day
+        (0, 0.0),  # renew before the next use
+        (-5, 0.0),
+        (None, 86399.0),
+        ("soon", 86399.0),
+        ("nan", 86399.0),
+        ("inf", 86399.0),
+    ],
+)
+def test_token_lifetimes_are_read_as_ims_means_them(expires_in: object, seconds: float) -> None:
+    assert lifetime_s(expires_in) == seconds

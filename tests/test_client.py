@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import contextlib
 
-from asyncdl.client import AEPClient, origin_of
+import anyio
+import pytest
+from aiohttp import web
+
+from asyncdl.client import AEPClient, filename_from, is_json_type, origin_of
 from asyncdl.config import Credentials, DownloadSettings
-from asyncdl.errors import ForeignOriginError, ProtocolError
+from asyncdl.errors import APIError, ForeignOriginError, ProtocolError
+from tests.conftest import scripted_api, static_credentials
 
 
 @pytest.mark.parametrize(
@@ -63,3 +68,98 @@ def test_credentials_go_only_to_the_base_origin_however_it_is_spelled(
     else:
         with pytest.raises((ForeignOriginError, ProtocolError)):  # ProtocolError: a bad port
             client._credential_target(url)
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ('attachment; filename="part-0.parquet"', "part-0.parquet"),
+        ("attachment; filename=part-0.parquet", "part-0.parquet"),
+        ("attachment; filename*=UTF-8''sc%C3%B6res.parquet", "scöres.parquet"),
+        ("attachment; filename=\"a.parquet\"; filename*=UTF-8''b.parquet", "b.parquet"),
+        ('attachment; filename="../escape"', "../escape"),  # unchecked here: listing checks it
+        ("attachment", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_content_disposition_names(header: str | None, name: str | None) -> None:
+    assert filename_from(header) == name
+
+
+@pytest.mark.parametrize(
+    ("content_type", "json"),
+    [
+        ("application/json", True),
+        ("application/json; charset=utf-8", True),
+        ("Application/JSON", True),
+        ("application/problem+json", True),
+        ("application/vnd.adobe.xed+json;version=1", True),
+        ("application/octet-stream", False),
+        ("text/html", False),
+        ("application/parquet", False),
+    ],
+)
+def test_json_media_types(content_type: str, json: bool) -> None:
+    assert is_json_type(content_type) is json
+
+
+@pytest.mark.anyio
+async def test_json_calls_ask_for_json_and_never_read_another_answer() -> None:
+    """An HTML error page (or a file) where JSON was documented: refused from its headers, so an
+    endless body cannot hang the run or fill its memory."""
+    accepts: list[str] = []
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        accepts.append(request.headers.get("Accept", ""))
+        response = web.StreamResponse(headers={"Content-Type": "text/html"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await response.write(b"<html>" * 10_000)
+        return response
+
+    async with scripted_api({"/data": endless}) as base:
+        settings = DownloadSettings(base_url=base, max_attempts=1)
+        async with AEPClient(credentials=static_credentials(), settings=settings) as client:
+            with anyio.fail_after(10), pytest.raises(ProtocolError, match="text/html"):
+                await client.get_json(f"{base}/data")
+    assert accepts == ["application/json"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("body", "code", "reason"),
+    [
+        (
+            {"errorCode": "PSS-1001", "errorMessage": "Sandbox unknown"},
+            "PSS-1001",
+            "Sandbox unknown",
+        ),
+        ({"code": 4001, "message": "bad"}, "4001", "bad"),
+        ({"error_code": "403003", "message": "Api Key is invalid"}, "403003", "Api Key is invalid"),
+        (
+            {"type": "https://ns.adobe.com/x", "title": "T", "detail": "D"},
+            "https://ns.adobe.com/x",
+            "D",
+        ),
+    ],
+)
+async def test_error_bodies_in_every_spelling(
+    body: dict[str, object], code: str, reason: str
+) -> None:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        return web.json_response(body, status=400)
+
+    async with scripted_api({"/data": refuse}) as base:
+        settings = DownloadSettings(base_url=base, max_attempts=1)
+        async with AEPClient(credentials=static_credentials(), settings=settings) as client:
+            with pytest.raises(APIError) as caught:
+                await client.get_json(f"{base}/data")
+    assert (caught.value.code, caught.value.reason) == (code, reason)
+
+
+def test_the_sandbox_header_is_always_lower_case() -> None:
+    assert Credentials(api_key="k", org_id="o", access_token="t", sandbox=" Dev-EU ").sandbox == (
+        "dev-eu"
+    )

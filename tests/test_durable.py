@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
+from asyncdl import fetch
 from asyncdl.durable import SyncError, has_hole, sync_directory
 from asyncdl.emulator import Emulator, Faults, running_emulator
 from asyncdl.errors import StorageError
@@ -335,8 +336,13 @@ async def test_every_segment_record_claims_only_synced_bytes(
 
 @pytest.mark.anyio
 async def test_an_interrupted_segmented_part_keeps_a_synced_record_of_what_arrived(
-    emulator_config: EmulatorFactory, tmp_path: Path, disk_log: DiskLog
+    emulator_config: EmulatorFactory,
+    tmp_path: Path,
+    disk_log: DiskLog,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Every cut counts as a failed attempt here (not as a resume), so the run ends interrupted.
+    monkeypatch.setattr(fetch, "_RESUME_MIN_BYTES", 1 << 40)
     config = emulator_config(
         dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 8 * MiB},
         faults=Faults(drop_rate=1.0),  # every body is cut half-way

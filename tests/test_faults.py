@@ -19,10 +19,7 @@ FAULTS = {
     "5xx": Faults(error_5xx_rate=0.5),
     "429": Faults(rate_429=0.5, retry_after_s=0.0),
     "drop": Faults(drop_rate=0.6),
-    "truncate": Faults(truncate_rate=0.6),
-    "all": Faults(
-        error_5xx_rate=0.2, rate_429=0.2, retry_after_s=0.0, drop_rate=0.3, truncate_rate=0.3
-    ),
+    "all": Faults(error_5xx_rate=0.2, rate_429=0.2, retry_after_s=0.0, drop_rate=0.3),
 }
 
 
@@ -44,7 +41,7 @@ async def test_fault_matrix_ends_byte_identical(
     assert result.ok, [r.error for r in result.failed]
     assert injected, "the emulator injected no fault: the test proves nothing"
     assert_identical(newest, tmp_path)
-    if fault in ("drop", "truncate"):
+    if fault == "drop":
         assert sum(r.attempts for r in result.results) > len(result.results)
         assert ranged, "an interrupted part must continue with Range, not start over"
         if range_support:
@@ -89,7 +86,7 @@ async def test_small_parts_keep_what_arrived(
     emulator_config: EmulatorFactory, tmp_path: Path, range_support: bool
 ) -> None:
     # Parts under one write buffer take the one-hop path; a drop must still resume with Range.
-    faults = Faults(drop_rate=0.6, truncate_rate=0.3, range_support=range_support, seed=4)
+    faults = Faults(drop_rate=0.6, range_support=range_support, seed=4)
     config = emulator_config(dataset={"part_bytes": 200_000}, faults=faults)
     async with running_emulator(config) as emu:
         settings = settings_for(emu, tmp_path, backoff_base_s=0.01)
@@ -100,3 +97,22 @@ async def test_small_parts_keep_what_arrived(
     assert result.ok, [r.error for r in result.failed]
     assert_identical(newest, tmp_path)
     assert ranged, "an interrupted small part must continue with Range, not start over"
+
+
+@pytest.mark.parametrize("range_support", [True, False], ids=["range", "no-range"])
+async def test_a_server_size_other_than_the_listing_fails_the_part_at_once(
+    emulator_config: EmulatorFactory, tmp_path: Path, range_support: bool
+) -> None:
+    """A stale listing: asking again would get the same answer, so there is no retry loop."""
+    faults = Faults(truncate_rate=1.0, max_faults_per_path=1, range_support=range_support)
+    config = emulator_config(dataset={"files_per_batch": 1, "parts_per_file": 2}, faults=faults)
+    async with running_emulator(config) as emu:
+        settings = settings_for(emu, tmp_path, backoff_base_s=0.01)
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+        newest = emu.batches_for(DATASET)[0]
+    assert not result.ok
+    assert len(result.failed) == len(newest.parts)
+    for failed in result.failed:
+        assert failed.attempts == 1
+        assert f"the listing says {failed.part.size} bytes, the server says" in (failed.error or "")
+    assert not list(tmp_path.rglob("*.parquet"))

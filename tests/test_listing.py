@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from asyncdl.errors import UnsafeNameError
-from asyncdl.listing import _is_directory, check_name
+from asyncdl.listing import _is_directory, _metric, check_name, check_relpath, is_metadata
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,57 @@ def test_unsafe_names_are_rejected(name: str) -> None:
 )
 def test_directory_detection_agrees_with_parse_qs(href: str) -> None:
     assert _is_directory(href) == ("path" not in parse_qs(urlsplit(href).query))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["scoreDate=2020-04-09/part-0.parquet", "a/b/c.parquet", "part-0.parquet"],
+)
+def test_partition_folders_are_paths_inside_the_batch(name: str) -> None:
+    assert check_relpath(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "../x.parquet", "a/../x.parquet", "/abs.parquet", "a//b", "a/", "a\\b", "a/./b", "a/C:x"],
+)
+def test_paths_that_could_leave_the_batch_are_rejected(name: str) -> None:
+    with pytest.raises(UnsafeNameError):
+        check_relpath(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "hidden"),
+    [
+        ("_SUCCESS", True),
+        ("_started_5461287312", True),
+        ("_committed_5461287312", True),
+        ("scoreDate=2020-04-09/_SUCCESS", True),
+        (".part-0.parquet.crc", True),
+        ("part-0.parquet", False),
+        ("scoreDate=2020-04-09/part-0.parquet", False),
+        ("_x/part-0.parquet", False),  # only the file's own name decides
+    ],
+)
+def test_hidden_files_are_metadata_as_hadoop_reads_them(name: str, hidden: bool) -> None:
+    assert is_metadata(name) is hidden
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [
+        (12, 12),
+        ("12", 12),
+        (" 7 ", 7),
+        (0, 0),
+        (-1, None),
+        ("-1", None),
+        (True, None),
+        (None, None),
+        ("many", None),
+        (1.5, 1),
+        ([], None),
+    ],
+)
+def test_catalog_metrics_are_counts_or_unknown(value: object, count: int | None) -> None:
+    assert _metric(value) == count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from asyncdl.emulator import TruthBatch, running_emulator
 from asyncdl.models import PartStatus
-from asyncdl.pipeline import download
+from asyncdl.pipeline import Reconciliation, download
 from tests.conftest import EmulatorFactory, credentials_for, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -134,3 +135,24 @@ async def test_second_run_fetches_nothing(emulator_config: EmulatorFactory, tmp_
     assert second.skipped == len(second.results) > 0
     assert second.fetched_bytes == 0
     assert [r.sha256 for r in second.results] == [r.sha256 for r in first.results]
+
+
+def test_a_file_count_that_disagrees_only_warns_naming_the_metric() -> None:
+    matching = Reconciliation(
+        expected_bytes=10,
+        actual_bytes=10,
+        expected_rows=5,
+        actual_rows=5,
+        expected_files=2,  # a producer that counted dataSetFiles
+        actual_files=7,
+    )
+    assert matching.ok
+    (warning,) = matching.warnings
+    assert "outputFileCount says 2 files, 7 parts arrived" in warning
+    wrong_bytes = dataclasses.replace(matching, expected_bytes=11)
+    assert not wrong_bytes.ok
+    wrong_rows = dataclasses.replace(matching, expected_rows=6)
+    assert not wrong_rows.ok
+    unclaimed = dataclasses.replace(matching, expected_files=None, expected_rows=None)
+    assert unclaimed.ok
+    assert unclaimed.warnings == ()

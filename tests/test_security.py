@@ -69,9 +69,12 @@ async def test_hostile_names_are_rejected_and_the_rest_arrives(
         fetched = {r.query.get("path") for r in emu.downloads()}
     assert_identical(newest, out_dir)
     rejected = {e.name for e in result.rejected}
-    assert {"../escape.parquet", "/etc/evil.parquet", "sub/dir.parquet", "C:evil.parquet"} <= (
-        rejected
-    )
+    assert {
+        "../escape.parquet",
+        "/etc/evil.parquet",
+        "scoreDate=x/../../escape.parquet",
+        "C:evil.parquet",
+    } <= rejected
     assert not result.ok  # the user hears about it
     assert not rejected & fetched, "a rejected name was requested"
     assert not (tmp_path / "escape.parquet").exists()

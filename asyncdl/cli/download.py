@@ -13,7 +13,7 @@ from ..config import (
     BatchSelection,
 )
 from ..errors import ConfigError
-from ..listing import Marker, Rejected, iter_batches, iter_parts
+from ..listing import Marker, OpenedPart, Rejected, iter_batches, iter_parts
 from ..models import Batch, Part
 from ..pipeline import DownloadResult, PlannedBatch, connect, download, plan
 from ._common import (
@@ -273,8 +273,15 @@ def files_command(
     settings = download_settings(base_url=pick_base_url(base_url, environment))
 
     async def job() -> list[Part | Marker | Rejected]:
+        entries: list[Part | Marker | Rejected] = []
         async with connect(credentials, settings=settings) as client:
-            return [entry async for entry in iter_parts(client, batch_id)]
+            async for entry in iter_parts(client, batch_id):
+                if isinstance(entry, OpenedPart):
+                    entry.stream.close()  # listed, not downloaded
+                    entries.append(entry.part)
+                else:
+                    entries.append(entry)
+        return entries
 
     entries = run_async(job, on_interrupt=quietly)
     parts = [e for e in entries if isinstance(e, Part)]
@@ -301,7 +308,7 @@ def files_command(
     markers = sum(1 for e in entries if isinstance(e, Marker))
     out.print(
         f"{len(parts)} parts, {mb(sum(p.size for p in parts))} "
-        f"({markers} _SUCCESS markers not listed)",
+        f"({markers} _SUCCESS/commit markers not listed)",
         markup=False,
     )
     for entry in entries:

@@ -268,6 +268,7 @@ def summary_json(result: DownloadResult, record: RunRecord) -> dict[str, Any]:
                     "expected_rows": rec.expected_rows,
                     "files": rec.actual_files,
                     "expected_files": rec.expected_files,
+                    "warnings": list(rec.warnings),
                 },
             }
         )

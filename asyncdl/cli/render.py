@@ -33,10 +33,11 @@ def render_result(result: DownloadResult) -> None:
             err.print(
                 f"asyncdl: error: batch {report.batch.id} does not match the Catalog: "
                 f"bytes {rec.actual_bytes} vs outputByteSize {rec.expected_bytes}, "
-                f"rows {rec.actual_rows} vs outputRecordCount {rec.expected_rows}, "
-                f"files {rec.actual_files} vs outputFileCount {rec.expected_files}",
+                f"rows {rec.actual_rows} vs outputRecordCount {rec.expected_rows}",
                 markup=False,
             )
+        for warning in rec.warnings if rec is not None else ():
+            err.print(f"asyncdl: warning: batch {report.batch.id}: {warning}", markup=False)
         for failed in report.failed:
             err.print(f"  failed {failed.part.relpath}: {failed.error}", markup=False)
         for rejected in report.rejected:

@@ -36,7 +36,7 @@ MARKER_NAME = "_SUCCESS"
 HOSTILE_NAMES = (
     "../escape.parquet",
     "/etc/evil.parquet",
-    "sub/dir.parquet",
+    "scoreDate=x/../../escape.parquet",
     "C:evil.parquet",
     "bad\x00nul.parquet",
     "ctl\x07.parquet",

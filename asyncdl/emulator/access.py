@@ -178,10 +178,11 @@ async def _send(
         range_support=config.faults.range_support,
         bandwidth_bps=config.bandwidth_bps,
         fault=fault,
-        short_206=variants.short_206,
+        # Only what changes the answer leaves the sendfile path: unranged GETs stay fast.
+        short_206=variants.short_206 and "Range" in request.headers,
         # Timed from the request's arrival, as AEP's limit is.
         deadline_s=None if limit_s is None else exchange.started_s + limit_s,
-        head_length=head_length,
+        head_length=head_length or request.method != "HEAD",
         filename=filename,
     )
     if isinstance(source, Path) and delivery.plain:

@@ -1,5 +1,6 @@
-"""The emulated AEP endpoint: an aiohttp.web app on 127.0.0.1 that issues IMS tokens, enforces
-the API gateway's header checks, answers Catalog and Data Access from the generated world,
+"""The emulated AEP endpoint: an aiohttp.web app on 127.0.0.1 that issues IMS tokens, runs the
+API gateway's checks (gateway.py), answers Catalog (catalog.py), Data Access (access.py) and
+export jobs (exports.py) from the generated world as the served view (variants.py) arranges it,
 injects the configured faults, and records every request it serves.
 
 Every route goes through one wrapper (``_endpoint``) that owns the order AEP's stack applies:
@@ -21,43 +22,26 @@ from dataclasses import dataclass
 import anyio
 from aiohttp import web
 
-from asyncdl.emulator import access
+from asyncdl.emulator import access, catalog, gateway
 from asyncdl.emulator.answers import (
     BadParam,
     Exchange,
     Route,
     int_param,
     json_answer,
-    optional_int,
     problem_answer,
 )
 from asyncdl.emulator.config import MAX_PAGE_LIMIT, EmulatorConfig, Faults, Variants
 from asyncdl.emulator.data import TruthBatch, TruthPart, World, build_world
 from asyncdl.emulator.exports import EXPORT_JOBS_PATH, BadCursor, ExportJobs
-from asyncdl.emulator.faults import (
-    RATE_LIMIT_ERROR,
-    FaultInjector,
-    Refusal,
-    retry_after_header,
-)
+from asyncdl.emulator.faults import RATE_LIMIT_ERROR, FaultInjector, Refusal
 from asyncdl.emulator.variants import ServedBatch, ServedView
-from asyncdl.emulator.views import (
-    Index,
-    batch_json,
-    dataset_json,
-    gateway_error,
-    problem,
-    select_batches,
-)
+from asyncdl.emulator.views import Index
 from asyncdl.models import CATALOG_PATH, EXPORT_PATH
 
 __all__ = ["Emulator", "RecordedRequest", "running_emulator", "serve"]
 
 IMS_TOKEN_PATH = "/ims/token/v3"
-DEFAULT_BATCH_LIMIT = 20
-#: Sandbox refusals reuse the gateway's "profile is not valid" code: the token's profile has no
-#: access to that sandbox. AEP documents no dedicated code for it.
-SANDBOX_ERROR_CODE = "403025"
 _RECORDED_HEADERS = (
     "authorization",
     "x-api-key",
@@ -66,12 +50,6 @@ _RECORDED_HEADERS = (
     "range",
     "host",
 )
-_REASONS = {
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -83,6 +61,7 @@ class RecordedRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lower-cased names, only the ones worth asserting on
     # token | catalog_batches | dataset | batch_files | directory | download | head | export | other
+    # (a single-file dataSetFile's bytes are a download or head, though its URL has no ?path=)
     kind: str
     status: int
     started_s: float  # time.monotonic()
@@ -93,7 +72,10 @@ class RecordedRequest:
 
 
 class Emulator:
-    """The emulated API: generates its world at ``start()`` and serves it until ``stop()``."""
+    """The emulated API: generates its world at ``start()`` and serves it until ``stop()``.
+
+    ``faults`` and ``variants`` can be replaced while it runs; the bytes never change.
+    """
 
     def __init__(self, config: EmulatorConfig) -> None:
         self._config = config
@@ -313,26 +295,27 @@ class Emulator:
             await anyio.sleep(self._config.latency_s)
         if exchange.kind == "token":  # IMS is another service: no gateway, no injected faults
             return await route(request, exchange)
-        refused = self._gateway(request)
+        refused = gateway.check_headers(request, self._config, token_valid=self._token_valid)
         if refused is not None:
             return refused
         injector = self._injector
         wait_s = injector.rate_limit_wait()
         if wait_s is not None:
             exchange.fault = "rate_limit"
-            return self._refusal(
+            return gateway.refusal_answer(
                 Refusal(
                     kind="rate_limit",
                     status=429,
                     retry_after_s=max(1, math.ceil(wait_s)),
                     gateway=RATE_LIMIT_ERROR,
-                )
+                ),
+                self._config,
             )
         exchange.ticket = injector.ticket(request.method, request.raw_path)
         refusal = exchange.ticket.refusal()
         if refusal is not None:
             exchange.fault = refusal.kind
-            return self._refusal(refusal)
+            return gateway.refusal_answer(refusal, self._config)
         return await route(request, exchange)
 
     def _record(
@@ -365,33 +348,6 @@ class Emulator:
             # A long-running `asyncdl serve` keeps the newest requests, not all of them.
             del self.requests[:-limit]
 
-    def _gateway(self, request: web.Request) -> web.Response | None:
-        """AEP's gateway checks, in the gateway's order; None lets the request through."""
-        config = self._config
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            # A 403, not a 401: the gateway's code says "missing", not "not valid".
-            return json_answer(403, gateway_error("403010", "Oauth token is missing."))
-        api_key = request.headers.get("x-api-key")
-        if not api_key:
-            return json_answer(403, gateway_error("403000", "Api Key is required"))
-        # OAuth server-to-server clients send their client id as the API key, as on AEP.
-        if api_key not in {config.api_key, config.client_id}:
-            return json_answer(403, gateway_error("403003", "Api Key is invalid"))
-        if not self._token_valid(token):
-            return json_answer(401, gateway_error("401013", "Oauth token is not valid"))
-        org = request.headers.get("x-gw-ims-org-id")
-        if not org:
-            return json_answer(400, gateway_error("400003", "Missing header x-gw-ims-org-id"))
-        if org != config.org_id:
-            return json_answer(403, gateway_error("403025", "Profile is not valid"))
-        sandbox = request.headers.get("x-sandbox-name") or "prod"
-        if sandbox != config.sandbox:
-            message = f"Profile is not valid for sandbox {sandbox!r}"
-            return json_answer(403, gateway_error(SANDBOX_ERROR_CODE, message))
-        return None
-
     def _token_valid(self, token: str) -> bool:
         if token in self._config.static_tokens:
             return True
@@ -402,29 +358,6 @@ class Emulator:
             del self._tokens[token]
             return False
         return True
-
-    def _refusal(self, refusal: Refusal) -> web.Response:
-        headers = {}
-        if refusal.retry_after_s is not None:
-            if self._config.variants.malformed_retry_after and refusal.kind != "rate_limit":
-                # Only injected refusals: the rate-limit bucket stays a usable signal.
-                headers["Retry-After"] = refusal.malformed_retry_after
-            else:
-                headers["Retry-After"] = retry_after_header(
-                    refusal.retry_after_s, http_date=self._config.faults.retry_after_http_date
-                )
-        if refusal.empty_body:
-            return web.Response(status=refusal.status, headers=headers)
-        if refusal.gateway is not None:
-            code, message = refusal.gateway
-            return json_answer(refusal.status, gateway_error(code, message), headers)
-        body = problem(
-            status=refusal.status,
-            title=_REASONS[refusal.status],
-            detail="The service could not answer this time; try again later (emulated fault).",
-            code=f"EMU-{refusal.status}",
-        )
-        return json_answer(refusal.status, body, headers)
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -453,60 +386,15 @@ class Emulator:
         return json_answer(200, body)
 
     async def _batches(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
-        query = request.query
-        try:
-            limit = min(
-                int_param(query, "limit", default=DEFAULT_BATCH_LIMIT, minimum=1), MAX_PAGE_LIMIT
-            )
-            start = int_param(query, "start", default=0, minimum=0)
-            after = optional_int(query, "createdAfter", minimum=0)
-            before = optional_int(query, "createdBefore", minimum=0)
-            order = query.get("orderBy", "asc:created")
-            if order not in {"desc:created", "asc:created", "created"}:
-                raise BadParam(
-                    f"orderBy {order!r} is not supported (use desc:created or asc:created)"
-                )
-        except BadParam as exc:
-            return problem_answer(400, "Bad Request", exc.detail, "CAT-2201-400")
-        chosen = select_batches(
-            self._require_index(),
-            dataset=query.get("dataSet"),
-            created_client=query.get("createdClient"),
-            status=query.get("status"),
-            batch_id=query.get("batch"),
-            created_after=after,
-            created_before=before,
-            newest_first=order == "desc:created",
-        )
-        body = {b.id: self._batch_json(b) for b in chosen[start : start + limit]}
-        return json_answer(200, body)
+        view, config = self._require_view(), self._config
+        return catalog.batches(request, index=self._require_index(), view=view, config=config)
 
     async def _batch(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
-        """``GET /batches/{id}``: the same object-keyed-by-id shape as the listing."""
-        index = self._require_index()
-        batch = index.batches.get(request.match_info["id"])
-        if batch is None:
-            detail = f"batch {request.match_info['id']} not found"
-            return problem_answer(404, "Not Found", detail, "CAT-2004-404")
-        return json_answer(200, {batch.id: self._batch_json(batch)})
+        view, config = self._require_view(), self._config
+        return catalog.batch(request, index=self._require_index(), view=view, config=config)
 
     async def _dataset(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
-        index = self._require_index()
-        dataset = index.datasets.get(request.match_info["id"])
-        if dataset is None:
-            detail = f"dataSet {request.match_info['id']} not found"
-            return problem_answer(404, "Not Found", detail, "CAT-2004-404")
-        return json_answer(200, dataset_json(index, dataset, org_id=self._config.org_id))
-
-    def _batch_json(self, batch: TruthBatch) -> dict[str, object]:
-        config = self._config
-        return batch_json(
-            self._require_index(),
-            self._served(batch.id),
-            org_id=config.org_id,
-            variants=config.variants,
-            wrong_metrics=config.faults.wrong_metrics,
-        )
+        return catalog.dataset(request, index=self._require_index(), config=self._config)
 
     async def _batch_files(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         return await access.batch_files(

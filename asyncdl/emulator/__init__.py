@@ -1,20 +1,29 @@
 """A local Adobe Experience Platform emulator: IMS tokens, the API gateway's checks, Catalog
 batches and datasets, Data Access listings and downloads, over generated Customer AI parquet,
-with seeded faults. It imports ``asyncdl.models`` and never any client code.
+with seeded faults and switchable response shapes (``Variants``). It imports ``asyncdl.models``,
+``asyncdl.errors`` and itself, never any client code.
 
 Use ``running_emulator(config)`` in tests, ``serve(...)`` for a long-running process.
 """
 
 from __future__ import annotations
 
-from asyncdl.emulator.config import DatasetSpec, EmulatorConfig, Faults, default_cache_dir
+from asyncdl.emulator.config import (
+    VARIANT_NAMES,
+    DatasetSpec,
+    EmulatorConfig,
+    Faults,
+    Variants,
+    default_cache_dir,
+)
 from asyncdl.emulator.data import SCHEMA, TruthBatch, TruthDataset, TruthFile, TruthPart
 from asyncdl.emulator.server import Emulator, RecordedRequest, running_emulator, serve
-from asyncdl.emulator.views import HOSTILE_NAMES
+from asyncdl.emulator.variants import HOSTILE_NAMES
 
 __all__ = [
     "HOSTILE_NAMES",
     "SCHEMA",
+    "VARIANT_NAMES",
     "DatasetSpec",
     "Emulator",
     "EmulatorConfig",
@@ -24,6 +33,7 @@ __all__ = [
     "TruthDataset",
     "TruthFile",
     "TruthPart",
+    "Variants",
     "default_cache_dir",
     "running_emulator",
     "serve",

@@ -3,6 +3,7 @@
 Every value is checked at construction so a bad flag fails before any data is generated. Only
 ``DatasetSpec`` fields, ``empty_dataset_id`` and ``seed`` decide the bytes of the generated parts
 (``data_fields`` lists them); everything else can change between runs without a regeneration.
+``Variants`` in particular only change how the same bytes are listed and served.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Any
 
 from asyncdl.errors import ConfigError
 
-__all__ = ["DatasetSpec", "EmulatorConfig", "Faults", "default_cache_dir"]
+__all__ = [
+    "VARIANT_NAMES",
+    "DatasetSpec",
+    "EmulatorConfig",
+    "Faults",
+    "Variants",
+    "default_cache_dir",
+]
 
 #: The most items one page of any listing carries, as in AEP.
 MAX_PAGE_LIMIT = 100
@@ -76,7 +84,14 @@ class DatasetSpec:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Faults:
-    """What goes wrong, and how often; replaceable on a running emulator."""
+    """What goes wrong, and how often; replaceable on a running emulator.
+
+    ``retry_after_s`` is whole seconds (0 allowed): AEP's gateway writes delay-seconds as an
+    integer, and a fractional value would be invalid HTTP. ``truncate_rate`` sends a consistent
+    but short body: Content-Length (and Content-Range's total) describe a file that ends where
+    the body does, which is what a stale listing looks like to a client; only the listed
+    length reveals it.
+    """
 
     seed: int = 0
     error_5xx_rate: float = 0.0
@@ -102,9 +117,13 @@ class Faults:
         if self.drop_rate + self.truncate_rate > 1.0:
             raise ConfigError("drop_rate + truncate_rate must not exceed 1")
         if self.retry_after_s is not None and not (
-            math.isfinite(self.retry_after_s) and self.retry_after_s >= 0
+            math.isfinite(self.retry_after_s)
+            and self.retry_after_s >= 0
+            and float(self.retry_after_s).is_integer()
         ):
-            raise ConfigError(f"retry_after_s must be >= 0, got {self.retry_after_s!r}")
+            raise ConfigError(
+                f"retry_after_s must be a whole number of seconds >= 0, got {self.retry_after_s!r}"
+            )
         if self.max_faults_per_path < 0:
             raise ConfigError(f"max_faults_per_path must be >= 0, got {self.max_faults_per_path}")
         if self.rate_limit_rps is not None and not (
@@ -114,6 +133,68 @@ class Faults:
         if self.foreign_origin is not None:
             origin = _check_origin("foreign_origin", self.foreign_origin)
             object.__setattr__(self, "foreign_origin", origin)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Variants:
+    """Response shapes Adobe's spec allows besides the tidy default; all off, any combination.
+
+    None of them changes which bytes exist, only how they are listed and served (so they are
+    not in ``data_fields``, and the part cache is shared). "First", "second" and "last"
+    dataSetFile mean the batch's own order. See emulator/variants.py for the served view.
+
+    Where two meet on one dataSetFile: in a one-file batch ``nested_datasetfiles`` nests it and
+    ``single_file`` serves its last child as single files; the partition folder of
+    ``commit_markers`` moves to the first dataSetFile when the second is served as single
+    files (a complete file has no folder). ``quirky_metrics`` writes -1 over
+    ``file_count_of_datasetfiles``' count. ``Faults.foreign_origin`` still writes its part
+    hrefs absolute under ``relative_hrefs``: a foreign origin is the point of that fault.
+    """
+
+    #: Batch files paged by start/limit only: no ``_links`` at all, ``_page.count`` the total.
+    unlinked_batch_files: bool = False
+    #: The last dataSetFile becomes one dataSetFile per part that answers the bytes themselves.
+    single_file: bool = False
+    #: The first dataSetFile lists further dataSetFiles (no name, no length): two directories.
+    nested_datasetfiles: bool = False
+    #: Self hrefs as origin-relative paths, next hrefs as query-only references.
+    relative_hrefs: bool = False
+    #: ``_started_<tid>``/``_committed_<tid>`` in every directory, and a partition folder.
+    commit_markers: bool = False
+    #: In every directory, the second part has no ``length`` and the third ``"-1"``.
+    missing_length: bool = False
+    #: The batch's first part is listed without length and its HEAD has no Content-Length.
+    unknown_length: bool = False
+    #: Every directory page links a next page, even past the end (those pages are empty).
+    endless_next: bool = False
+    #: A 206 sends half the range asked for (at least 1 byte), with an honest Content-Range.
+    short_206: bool = False
+    #: Catalog ``outputFileCount`` counts the dataSetFiles as listed, not the parts.
+    file_count_of_datasetfiles: bool = False
+    #: Catalog byte and record metrics as strings, ``outputFileCount`` -1.
+    quirky_metrics: bool = False
+    #: Injected 429/503 answers write Retry-After as "1s" or "soon" (a client must ignore it).
+    malformed_retry_after: bool = False
+    #: AEP's response time limit: a download still sending after this many seconds is cut.
+    response_limit_s: float | None = None
+    #: Export jobs answer ``id`` as a float and a one-batch ``destination.batches`` as an object.
+    export_job_quirks: bool = False
+
+    def __post_init__(self) -> None:
+        limit = self.response_limit_s
+        if limit is not None and not (math.isfinite(limit) and limit > 0):
+            raise ConfigError(f"response_limit_s must be > 0, got {limit!r}")
+
+    @classmethod
+    def every(cls, *, response_limit_s: float | None = None) -> Variants:
+        """Every on/off variant on at once (the response limit as given)."""
+        return cls(**dict.fromkeys(VARIANT_NAMES, True), response_limit_s=response_limit_s)
+
+
+#: The on/off variants, in declaration order (``response_limit_s`` is a number, not a switch).
+VARIANT_NAMES: tuple[str, ...] = tuple(
+    name for name in Variants.__dataclass_fields__ if name != "response_limit_s"
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,6 +221,7 @@ class EmulatorConfig:
     client_secret: str = "emulator-secret"
     token_lifetime_s: float = 86399.0
     faults: Faults = Faults()
+    variants: Variants = Variants()
     # Profile export jobs (emulator/exports.py): seconds from NEW to the end (a quarter NEW, the
     # rest PROCESSING), whether every job ends FAILED with AEP-style errors instead of
     # SUCCEEDED, and the size of the profile batches a job writes.

@@ -1,20 +1,23 @@
 """Serving one file's bytes: ``web.FileResponse`` (sendfile) when nothing special is due, else a
 range-aware stream read in 256 KiB chunks off the loop, paced to a byte rate, that can also cut
-the connection half-way ("drop") or send a consistent but short body ("truncate").
+the connection half-way ("drop"), send a consistent but short body ("truncate"), answer a 206
+with less than was asked (``short_206``), or cut a body still sending at the response limit.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-__all__ = ["CHUNK_BYTES", "fast_file", "stream"]
+__all__ = ["CHUNK_BYTES", "Delivery", "fast_file", "stream"]
 
 CHUNK_BYTES = 256 * 1024
 OCTET_STREAM = "application/octet-stream"
@@ -35,9 +38,44 @@ class _FileResponse(web.FileResponse):
         return await super().prepare(request)
 
 
-def fast_file(path: Path) -> web.FileResponse:
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Delivery:
+    """How one file's answer is sent: the config's pacing and the request's fault draws."""
+
+    range_support: bool = True
+    bandwidth_bps: int | None = None
+    fault: str | None = None  # "drop" | "truncate"
+    short_206: bool = False  # a 206 sends half of the range asked for
+    deadline_s: float | None = None  # time.monotonic() past which a body still sending is cut
+    head_length: bool = True  # False: a HEAD answers without Content-Length
+    filename: str | None = None  # a complete file's Content-Disposition
+
+    @property
+    def plain(self) -> bool:
+        """Whether sendfile can answer: nothing to pace, shorten, cut or leave out."""
+        return (
+            self.range_support
+            and self.bandwidth_bps is None
+            and self.fault is None
+            and not self.short_206
+            and self.deadline_s is None
+            and self.head_length
+        )
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": OCTET_STREAM}
+        if self.range_support:
+            headers["Accept-Ranges"] = "bytes"
+        if self.filename is not None:
+            headers["Content-Disposition"] = f'attachment; filename="{self.filename}"'
+        return headers
+
+
+def fast_file(path: Path, delivery: Delivery) -> web.FileResponse:
     """The sendfile path; aiohttp handles Range, 206/416 and HEAD itself."""
-    return _FileResponse(path, chunk_size=CHUNK_BYTES, headers={"Content-Type": OCTET_STREAM})
+    headers = delivery.headers()
+    headers.pop("Accept-Ranges", None)  # FileResponse writes its own
+    return _FileResponse(path, chunk_size=CHUNK_BYTES, headers=headers)
 
 
 def _unsatisfiable(total: int, headers: dict[str, str]) -> web.Response:
@@ -49,23 +87,22 @@ async def stream(
     *,
     source: Path | bytes,
     size: int,
-    range_support: bool,
-    bandwidth_bps: int | None,
-    fault: str | None,
+    delivery: Delivery,
     on_bytes: Callable[[int], None],
     on_response: Callable[[web.StreamResponse], None],
+    on_cut: Callable[[], None],
 ) -> web.StreamResponse:
-    """Answer a GET or HEAD for ``source`` (``size`` bytes), honouring ``fault``.
+    """Answer a GET or HEAD for ``source`` (``size`` bytes) as ``delivery`` says.
 
     A truncated answer is a quarter shorter than the range asked for, and its Content-Length
     and Content-Range describe a file that ends right there: only the listing's length can
-    reveal it, whatever offset a resuming client starts from.
+    reveal it, whatever offset a resuming client starts from. A short 206 is honest instead:
+    its Content-Range ends where the body does and names the real total. ``on_cut`` hears of
+    a body cut at the response limit.
     """
-    headers = {"Content-Type": OCTET_STREAM}
-    if range_support:
-        headers["Accept-Ranges"] = "bytes"
+    headers = delivery.headers()
     status, start, count = 200, 0, size
-    if range_support and "Range" in request.headers:
+    if delivery.range_support and "Range" in request.headers:
         try:
             wanted = request.http_range
         except ValueError:
@@ -82,33 +119,47 @@ async def stream(
                 return _unsatisfiable(size, headers)
             status = 206
     total = size
-    if fault == "truncate" and count >= 2:
+    if delivery.fault == "truncate" and count >= 2:
         count -= max(1, count // 4)
         total = start + count
+    if status == 206 and delivery.short_206:
+        count = max(1, count // 2)  # "can be different from what user requested"
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{total}"
     response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = count
+    if request.method != "HEAD" or delivery.head_length:
+        response.content_length = count
     on_response(response)
     await response.prepare(request)
     if request.method == "HEAD" or count == 0:
         return response
-    sending = count // 2 if fault == "drop" else count
+    sending = count // 2 if delivery.fault == "drop" else count
     try:
-        await _pump(
-            request,
-            response,
-            source,
-            start=start,
-            count=sending,
-            rate=bandwidth_bps,
-            on_bytes=on_bytes,
-        )
-        if fault == "drop":
+        with anyio.move_on_after(_left(delivery.deadline_s)) as limit:
+            await _pump(
+                request,
+                response,
+                source,
+                start=start,
+                count=sending,
+                rate=delivery.bandwidth_bps,
+                on_bytes=on_bytes,
+            )
+        if limit.cancelled_caught:
+            on_cut()
+            _cut(request)
+        elif delivery.fault == "drop":
             _cut(request)
     except ConnectionError:
         pass  # the client went away: nothing left to answer, the caller records what was sent
     return response
+
+
+def _left(deadline_s: float | None) -> float:
+    """Seconds until ``deadline_s`` (monotonic), for a cancel scope; inf when there is none."""
+    if deadline_s is None:
+        return math.inf
+    return max(0.0, deadline_s - time.monotonic())
 
 
 async def _pace(request: web.Request, delay_s: float) -> None:

@@ -8,49 +8,30 @@ often a client polls. A job's profile parquet parts are generated when it is cre
 event loop; cached on disk by content, like the world's parts) and registered in the ``Index``
 when the job is first seen SUCCEEDED: from then on Catalog and Data Access serve them like any
 batch, with true metrics. With ``segmentPerBatch`` every segment gets its own batch. ``DELETE``
-answers 204 and cancels a job that is still running. Adobe's examples spell the destination's
-dataset key both ways, so this service does too: ``datasetId`` for even job ids, ``dataSetId``
-for odd ones. Nothing here does HTTP; the server turns the (status, body) pairs into answers.
+cancels a job that is still running and answers 200 with the job. The listing pages with opaque
+cursors. Adobe's examples spell the destination's dataset key both ways, so this service does
+too: ``datasetId`` for even job ids, ``dataSetId`` for odd ones; ``export_job_quirks`` adds the
+other shapes producers show (``id`` as ``100.0``, one batch as an object, not a list). Nothing
+here does HTTP; the server turns the (status, body) pairs into answers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import random
 import secrets
 import time
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
-import pyarrow as pa
-import pyarrow.compute as _pc
-import pyarrow.parquet as pq
 
 from asyncdl.emulator.config import EmulatorConfig
-from asyncdl.emulator.data import (
-    DIGIT_TABLE,
-    ECID_DIGITS,
-    GENERATOR_VERSION,
-    ROW_GROUP_ROWS,
-    TruthBatch,
-    TruthDataset,
-    TruthFile,
-    TruthPart,
-    ulid,
-    uniform,
-)
+from asyncdl.emulator.data import TruthBatch, TruthDataset, TruthFile, TruthPart, ulid
+from asyncdl.emulator.profiles import generate_profile_parts
 from asyncdl.emulator.views import Index, problem
 
-# The compute stubs reject scalar operands pyarrow accepts (see data.py).
-pc: Any = _pc
-
-__all__ = ["EXPORT_JOBS_PATH", "PROFILE_SCHEMA_NAME", "ExportJobs"]
+__all__ = ["EXPORT_JOBS_PATH", "PROFILE_SCHEMA_NAME", "BadCursor", "ExportJobs"]
 
 EXPORT_JOBS_PATH = "/data/core/ups/export/jobs"
 #: ``link.next`` is relative to the Profile service root, as in Adobe's examples.
@@ -58,176 +39,13 @@ _NEXT_LINK_PATH = "/export/jobs/"
 PROFILE_SCHEMA_NAME = "_xdm.context.profile"
 #: What a job exports when its request names no ``fields``.
 DEFAULT_FIELDS = ("person.name.firstName", "person.name.lastName", "personalEmail.address")
-#: Bump when the generated profile bytes change for the same request.
-PROFILE_GENERATOR_VERSION = 1
 _FIRST_JOB_ID = 11_000  # real job ids are plain integers
-_FIXED_COLUMNS = frozenset({"personID", "identityMap", "segmentMembership"})
 _NEW_FRACTION = 0.25  # of export_duration_s
-#: Qualification times sit in the 30 days before this instant (fixed: reproducible bytes).
-_QUALIFIED_BEFORE_MS = 1_748_736_000_000
-_THIRTY_DAYS_MS = 30 * 86_400_000
 _FAILURE = {"code": "0090000009", "msg": "Profile export failed: segment evaluation timed out"}
 
-_IDENTITY = pa.struct([pa.field("id", pa.string()), pa.field("primary", pa.bool_())])
-_IDENTITY_LIST = pa.list_(pa.field("element", _IDENTITY))
-_MEMBERSHIP = pa.struct(
-    [
-        pa.field("status", pa.string()),
-        pa.field("lastQualificationTime", pa.timestamp("ms", tz="UTC")),
-    ]
-)
-_STATUSES = pa.array(["realized", "existing"], pa.string())
-_U8_1 = pa.scalar(1, pa.uint8())
-_F_WINDOW = pa.scalar(float(_THIRTY_DAYS_MS), pa.float64())
-_I_BEFORE = pa.scalar(_QUALIFIED_BEFORE_MS, pa.int64())
 
-
-# -- generated profile parts ---------------------------------------------------------------------
-
-
-def _field_tree(paths: Sequence[str]) -> dict[str, Any]:
-    """Dotted XDM paths → nested dict (``None`` marks a leaf); a deeper path wins over a leaf."""
-    tree: dict[str, Any] = {}
-    for path in paths:
-        *parents, leaf = path.split(".")
-        if (parents[0] if parents else leaf) in _FIXED_COLUMNS:
-            continue  # always present: identity and membership are what an export is about
-        node = tree
-        for name in parents:
-            child = node.get(name)
-            if not isinstance(child, dict):
-                child = node[name] = {}
-            node = child
-        node.setdefault(leaf, None)
-    return tree
-
-
-def _digit_strings(rng: random.Random, n: int, width: int) -> pa.StringArray:
-    """``n`` random strings of ``width`` ASCII digits, built in one buffer."""
-    digits = rng.randbytes(width * n).translate(DIGIT_TABLE)
-    offsets = pa.array(range(0, width * (n + 1), width), pa.int32())
-    return cast(
-        pa.StringArray,
-        pa.Array.from_buffers(pa.string(), n, [None, offsets.buffers()[1], pa.py_buffer(digits)]),
-    )
-
-
-def _single_entry_map(n: int, key: str, items: Any) -> Any:
-    """A map column with one entry per row, ``key`` → that row of ``items``."""
-    # The stubs insist on int64 offsets; a map array takes int32 ones at runtime.
-    from_arrays: Any = pa.MapArray.from_arrays
-    offsets = pa.array(range(n + 1), pa.int32())
-    return from_arrays(offsets, pa.repeat(pa.scalar(key, pa.string()), n), items)
-
-
-def _field_column(rng: random.Random, n: int, name: str, subtree: dict[str, Any] | None) -> Any:
-    if subtree is None:
-        return pc.binary_join_element_wise(
-            pa.scalar(f"{name}-", pa.string()), _digit_strings(rng, n, 8), ""
-        )
-    children = [_field_column(rng, n, key, value) for key, value in subtree.items()]
-    return pa.StructArray.from_arrays(children, names=list(subtree))
-
-
-def _profiles(rng: random.Random, n: int, *, segment_id: str, tree: dict[str, Any]) -> pa.Table:
-    """``n`` profiles qualified for ``segment_id``: identity, the requested fields, membership."""
-    ecid = _digit_strings(rng, n, ECID_DIGITS)
-    identity = pa.StructArray.from_arrays(
-        [ecid, pa.repeat(pa.scalar(True), n)], fields=list(_IDENTITY)
-    )
-    one_each = pa.array(range(n + 1), pa.int32())  # list offsets: one identity per profile
-    identity_map = _single_entry_map(
-        n, "ECID", pa.ListArray.from_arrays(one_each, identity, type=_IDENTITY_LIST)
-    )
-    flags = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(rng.randbytes(n))])
-    status = pc.take(_STATUSES, pc.bit_wise_and(flags, _U8_1))
-    ago = pc.cast(pc.floor(pc.multiply(uniform(rng, n), _F_WINDOW)), pa.int64())
-    qualified = pc.cast(pc.subtract(_I_BEFORE, ago), pa.timestamp("ms", tz="UTC"))
-    # segmentMembership.ups.<segmentId> = {status, lastQualificationTime}, as XDM nests it.
-    membership = _single_entry_map(
-        n,
-        "ups",
-        _single_entry_map(
-            n,
-            segment_id,
-            pa.StructArray.from_arrays([status, qualified], fields=list(_MEMBERSHIP)),
-        ),
-    )
-    columns: dict[str, Any] = {"personID": ecid, "identityMap": identity_map}
-    for name, subtree in tree.items():
-        columns[name] = _field_column(rng, n, name, subtree)
-    columns["segmentMembership"] = membership
-    return pa.table(columns)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class _GeneratedPart:
-    name: str
-    path: Path
-    size: int
-    rows: int
-
-
-def _generate_profile_parts(
-    root: Path,
-    *,
-    seed: int,
-    segment_ids: Sequence[str],
-    fields: Sequence[str],
-    rows_per_segment: int,
-    parts: int,
-) -> list[_GeneratedPart]:
-    """The parquet parts of one export batch under ``root`` (blocking), reused when cached.
-
-    The directory is named by a hash of everything that decides the bytes, so a repeated
-    request costs a few ``stat`` calls, and every part is written to a temp name and renamed.
-    """
-    material = {
-        "generator": GENERATOR_VERSION,
-        "profiles": PROFILE_GENERATOR_VERSION,
-        "pyarrow": pa.__version__,
-        "seed": seed,
-        "segments": list(segment_ids),
-        "fields": list(fields),
-        "rows_per_segment": rows_per_segment,
-        "parts": parts,
-    }
-    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
-    directory = root / key
-    rng = random.Random(f"asyncdl-emulator/profiles/{key}")
-    tid = rng.randrange(10**18, 10**19)
-    job = uuid.UUID(int=rng.getrandbits(128), version=4)
-    total = rows_per_segment * len(segment_ids)
-    count = max(1, min(parts, total))
-    names = [f"part-{i:05d}-tid-{tid}-{job}-611-1-c000.snappy.parquet" for i in range(count)]
-    paths = [directory / name for name in names]
-    if not all(path.exists() for path in paths):  # complete by construction (renamed into place)
-        tree = _field_tree(fields)
-        table = pa.concat_tables(
-            [_profiles(rng, rows_per_segment, segment_id=s, tree=tree) for s in segment_ids]
-        )
-        directory.mkdir(parents=True, exist_ok=True)
-        start = 0
-        for index, path in enumerate(paths):
-            rows = total // count + (1 if index < total % count else 0)
-            _write_atomically(path, table.slice(start, rows))
-            start += rows
-    return [
-        _GeneratedPart(
-            name=name, path=path, size=path.stat().st_size, rows=pq.read_metadata(path).num_rows
-        )
-        for name, path in zip(names, paths, strict=True)
-    ]
-
-
-def _write_atomically(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="snappy", row_group_size=ROW_GROUP_ROWS)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+class BadCursor(Exception):
+    """A listing ``offset`` the service did not issue (AEP answers 400)."""
 
 
 # -- jobs ----------------------------------------------------------------------------------------
@@ -299,6 +117,8 @@ class ExportJobs:
         self._jobs: dict[int, _Job] = {}
         self._registered: dict[str, TruthBatch] = {}
         self._next_id = _FIRST_JOB_ID
+        #: Variants.export_job_quirks: float ids and a lone ``destination.batches`` object.
+        self.quirks = config.variants.export_job_quirks
 
     @property
     def batches(self) -> tuple[TruthBatch, ...]:
@@ -396,17 +216,31 @@ class ExportJobs:
             return 404, self._missing(raw_id)
         return 200, self._json(job, self._observe(job))
 
-    def list(self, *, limit: int, offset: int, status: str | None) -> tuple[int, dict[str, Any]]:
+    def list(
+        self, *, limit: int, offset: str | None, status: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        """One page, newest first; ``offset`` is a cursor from an earlier ``link.next``.
+
+        A cursor names the last job of the page before (``<creationTime>_<id>``, the shape of
+        Adobe's ``1538573416687_722``): the page goes on after it, so jobs created meanwhile
+        do not shift what the next page shows. Raises BadCursor for one never issued.
+        """
+        after = None if offset is None else self._parse_cursor(offset)
         wanted = status.upper() if status else None
         jobs = []
         for job in sorted(self._jobs.values(), key=lambda j: j.id, reverse=True):  # newest first
+            if after is not None and job.id >= after:
+                continue
             current = self._observe(job)
             if wanted is None or current == wanted:
                 jobs.append((job, current))
-        page = jobs[offset : offset + limit]
+        page = jobs[:limit]
+        cursor = ""
         next_link = ""
-        if offset + limit < len(jobs):
-            next_link = f"{_NEXT_LINK_PATH}?limit={limit}&offset={offset + limit}"
+        if len(jobs) > limit:
+            last = page[-1][0]
+            cursor = f"{last.created_ms}_{last.id}"
+            next_link = f"{_NEXT_LINK_PATH}?limit={limit}&offset={cursor}"
             if wanted is not None:
                 next_link += f"&status={wanted}"
         return 200, {
@@ -414,19 +248,29 @@ class ExportJobs:
             "page": {
                 "sortField": "createdTime",
                 "sort": "desc",
-                "pageOffset": str(offset),
+                "pageOffset": cursor,  # as in Adobe's example: the cursor link.next carries
                 "pageSize": len(page),
             },
             "link": {"next": next_link},
         }
 
-    def cancel(self, raw_id: str) -> tuple[int, dict[str, Any] | None]:
+    def cancel(self, raw_id: str) -> tuple[int, dict[str, Any]]:
+        """Cancel a running job; 200 with the job as it now is (a finished one is unchanged)."""
         job = self._find(raw_id)
         if job is None:
             return 404, self._missing(raw_id)
         if self._observe(job) in {"NEW", "PROCESSING"}:
-            self._jobs[job.id] = replace(job, cancelled_ms=_now_ms())
-        return 204, None
+            job = self._jobs[job.id] = replace(job, cancelled_ms=_now_ms())
+        return 200, self._json(job, self._observe(job))
+
+    def _parse_cursor(self, raw: str) -> int:
+        """The job id a cursor we issued names; BadCursor for anything else."""
+        created, sep, number = raw.partition("_")
+        ok = sep and created.isdigit() and number.isdigit()
+        job = self._jobs.get(int(number)) if ok else None
+        if job is None or str(job.created_ms) != created:
+            raise BadCursor(f"offset {raw!r} is not a cursor this service issued")
+        return job.id
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -439,7 +283,7 @@ class ExportJobs:
     ) -> TruthBatch:
         """Generate (or reuse) a batch's parts; blocking, so called in a worker thread."""
         config = self._config
-        generated = _generate_profile_parts(
+        generated = generate_profile_parts(
             self._root,
             seed=config.seed,
             segment_ids=segment_ids,
@@ -485,7 +329,7 @@ class ExportJobs:
             index.datasets[dataset.id] = replace(dataset, batches=(*dataset.batches, batch))
             index.batches[batch.id] = batch
             index.predecessors[batch.id] = []  # an export replaces nothing
-            index._index_batch(batch)  # the same directory index the world's batches get
+            # Data Access serves it from here on: the served view reads index.batches.
             self._registered[batch.id] = batch
 
     def _find(self, raw_id: str) -> _Job | None:
@@ -511,7 +355,7 @@ class ExportJobs:
         }
         done = status == "SUCCEEDED"
         if job.segment_per_batch:
-            destination["batches"] = [
+            batches = [
                 {
                     "segmentId": output.segment_id,
                     "segmentNs": "ups",
@@ -520,6 +364,8 @@ class ExportJobs:
                 }
                 for output in job.outputs
             ]
+            one = self.quirks and len(batches) == 1
+            destination["batches"] = batches[0] if one else batches
         else:
             # AEP's examples show an empty batchId until there is one.
             batch = job.outputs[0].batch
@@ -527,7 +373,8 @@ class ExportJobs:
         body: dict[str, Any] = {
             "profileInstanceId": "ups",
             **{k: v for k, v in job.request.items() if k != "destination"},
-            "id": job.id,
+            # A JSON number written by a producer that keeps every number as a double.
+            "id": float(job.id) if self.quirks else job.id,
             "jobType": "BATCH",
             "imsOrgId": self._config.org_id,
             "status": status,

@@ -17,9 +17,24 @@ from dataclasses import dataclass
 
 from asyncdl.emulator.config import Faults
 
-__all__ = ["FaultInjector", "FaultTicket", "Refusal", "retry_after_header"]
+__all__ = [
+    "RATE_LIMIT_ERROR",
+    "FaultInjector",
+    "FaultTicket",
+    "Refusal",
+    "retry_after_header",
+]
 
 _ERROR_STATUSES = (500, 502, 503, 504)
+#: The gateway's own refusal when its rate limit is hit (it comes with a Retry-After).
+RATE_LIMIT_ERROR = ("429050", "Too many requests")
+#: What an injected 429 says: a service quota or the developer key's.
+_QUOTA_ERRORS = (
+    ("429001", "Service usage limit reached"),
+    ("429002", "Developer key usage limit reached"),
+)
+#: The gateway's 503 when it cannot reach IMS; other 503s come from the service (RFC 7807).
+_GATEWAY_503 = ("503010", "Could not validate the oauth token")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -30,19 +45,18 @@ class Refusal:
     status: int
     retry_after_s: float | None
     empty_body: bool = False
+    #: (error_code, message) for the gateway's body shape; None: the service's RFC 7807 body.
+    gateway: tuple[str, str] | None = None
+    #: How Retry-After is spelled under Variants.malformed_retry_after ("1s" or "soon").
+    malformed_retry_after: str = "soon"
 
 
 def retry_after_header(seconds: float, *, http_date: bool) -> str:
-    """``Retry-After`` as delay-seconds, or as an HTTP date ``seconds`` from now.
-
-    Fractional delays stay fractional ("0.2"): not RFC-conformant, but it keeps tests fast, and
-    whole numbers (the real case) are written as plain integers.
-    """
+    """``Retry-After`` as delay-seconds (an integer: ``Faults`` only allows whole seconds), or
+    as an HTTP date ``seconds`` from now."""
     if http_date:
         return email.utils.formatdate(math.ceil(time.time() + seconds), usegmt=True)
-    if float(seconds).is_integer():
-        return str(int(seconds))
-    return f"{seconds:g}"
+    return str(math.ceil(seconds))
 
 
 class FaultTicket:
@@ -65,12 +79,32 @@ class FaultTicket:
             return None
         if not self._injector.take(self._key):
             return None
+        # New draws come after the older ones, so a seed fails the same attempts as before.
         if kind == "5xx":
             status = self._rng.choice(_ERROR_STATUSES)
             retry = faults.retry_after_s if status == 503 else None
-            return Refusal(kind="5xx", status=status, retry_after_s=retry)
+            gateway = _GATEWAY_503 if status == 503 and self._rng.random() < 0.5 else None
+            return Refusal(
+                kind="5xx",
+                status=status,
+                retry_after_s=retry,
+                gateway=gateway,
+                malformed_retry_after=self._malformed(retry),
+            )
         empty = self._rng.random() < 0.5
-        return Refusal(kind="429", status=429, retry_after_s=faults.retry_after_s, empty_body=empty)
+        return Refusal(
+            kind="429",
+            status=429,
+            retry_after_s=faults.retry_after_s,
+            empty_body=empty,
+            gateway=self._rng.choice(_QUOTA_ERRORS),
+            malformed_retry_after=self._malformed(faults.retry_after_s),
+        )
+
+    def _malformed(self, seconds: float | None) -> str:
+        """A Retry-After real gateways sometimes write: a unit suffix or a word."""
+        whole = math.ceil(seconds or 0)
+        return f"{whole}s" if self._rng.random() < 0.5 else "soon"
 
     def body_fault(self) -> str | None:
         """For a download: "drop", "truncate" or None."""

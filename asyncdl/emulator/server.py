@@ -1,5 +1,6 @@
-"""The emulated AEP endpoint: an aiohttp.web app on 127.0.0.1 that issues IMS tokens, enforces
-the API gateway's header checks, answers Catalog and Data Access from the generated world,
+"""The emulated AEP endpoint: an aiohttp.web app on 127.0.0.1 that issues IMS tokens, runs the
+API gateway's checks (gateway.py), answers Catalog (catalog.py), Data Access (access.py) and
+export jobs (exports.py) from the generated world as the served view (variants.py) arranges it,
 injects the configured faults, and records every request it serves.
 
 Every route goes through one wrapper (``_endpoint``) that owns the order AEP's stack applies:
@@ -11,42 +12,36 @@ really went out. Nothing here prints.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from aiohttp import web
 
-from asyncdl.emulator import download
-from asyncdl.emulator.config import MAX_PAGE_LIMIT, EmulatorConfig, Faults
-from asyncdl.emulator.data import TruthBatch, World, build_world
-from asyncdl.emulator.exports import EXPORT_JOBS_PATH, ExportJobs
-from asyncdl.emulator.faults import FaultInjector, FaultTicket, Refusal, retry_after_header
-from asyncdl.emulator.views import (
-    Index,
-    batch_files_json,
-    batch_json,
-    dataset_json,
-    directory_json,
-    gateway_error,
-    problem,
-    select_batches,
+from asyncdl.emulator import access, catalog, gateway
+from asyncdl.emulator.answers import (
+    BadParam,
+    Exchange,
+    Route,
+    int_param,
+    json_answer,
+    problem_answer,
 )
+from asyncdl.emulator.config import MAX_PAGE_LIMIT, EmulatorConfig, Faults, Variants
+from asyncdl.emulator.data import TruthBatch, TruthPart, World, build_world
+from asyncdl.emulator.exports import EXPORT_JOBS_PATH, BadCursor, ExportJobs
+from asyncdl.emulator.faults import RATE_LIMIT_ERROR, FaultInjector, Refusal
+from asyncdl.emulator.variants import ServedBatch, ServedView
+from asyncdl.emulator.views import Index
 from asyncdl.models import CATALOG_PATH, EXPORT_PATH
 
 __all__ = ["Emulator", "RecordedRequest", "running_emulator", "serve"]
 
 IMS_TOKEN_PATH = "/ims/token/v3"
-DEFAULT_BATCH_LIMIT = 20
-#: Sandbox refusals reuse the gateway's "profile is not valid" code: the token's profile has no
-#: access to that sandbox. AEP documents no dedicated code for it.
-SANDBOX_ERROR_CODE = "403025"
 _RECORDED_HEADERS = (
     "authorization",
     "x-api-key",
@@ -55,12 +50,6 @@ _RECORDED_HEADERS = (
     "range",
     "host",
 )
-_REASONS = {
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -72,92 +61,21 @@ class RecordedRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lower-cased names, only the ones worth asserting on
     # token | catalog_batches | dataset | batch_files | directory | download | head | export | other
+    # (a single-file dataSetFile's bytes are a download or head, though its URL has no ?path=)
     kind: str
     status: int
     started_s: float  # time.monotonic()
     finished_s: float
     body_bytes: int  # body bytes actually handed to the connection
-    fault: str | None  # 5xx | 429 | drop | truncate | rate_limit
-
-
-@dataclass(slots=True)
-class _Exchange:
-    """What the wrapper and the route learn about one request while answering it."""
-
-    kind: str
-    started_s: float
-    fault: str | None = None
-    body_bytes: int | None = None
-    ticket: FaultTicket | None = None
-    # Set once a streamed answer's headers are out, so an interrupted stream records its status.
-    response: web.StreamResponse | None = None
-
-    def add_bytes(self, n: int) -> None:
-        self.body_bytes = (self.body_bytes or 0) + n
-
-    def on_response(self, response: web.StreamResponse) -> None:
-        self.response = response
-
-
-_Route = Callable[[web.Request, _Exchange], Awaitable[web.StreamResponse]]
-
-
-class _BadParam(Exception):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(body).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-def _problem(status: int, title: str, detail: str, code: str) -> web.Response:
-    return _json(status, problem(status=status, title=title, detail=detail, code=code))
-
-
-def _optional_int(query: Mapping[str, str], name: str, *, minimum: int) -> int | None:
-    raw = query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _BadParam(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise _BadParam(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _int_param(query: Mapping[str, str], name: str, *, default: int, minimum: int) -> int:
-    value = _optional_int(query, name, minimum=minimum)
-    return default if value is None else value
-
-
-def _origin(request: web.Request) -> str:
-    """The origin the client reached us on, always with an explicit port (as AEP writes it)."""
-    scheme = request.scheme
-    host = request.host
-    if host.startswith("["):  # an IPv6 literal: the port, if any, follows the bracket
-        end = host.find("]")
-        name, rest = host[: end + 1], host[end + 1 :]
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        name, sep, port = host.rpartition(":")
-        if not sep or not port.isdigit():
-            name, port = host, ""
-    if not port:
-        port = "443" if scheme == "https" else "80"
-    return f"{scheme}://{name}:{port}"
+    fault: str | None  # 5xx | 429 | drop | truncate | rate_limit | response_limit
+    part: str | None = None  # the generated part a download served (its name), if any
 
 
 class Emulator:
-    """The emulated API: generates its world at ``start()`` and serves it until ``stop()``."""
+    """The emulated API: generates its world at ``start()`` and serves it until ``stop()``.
+
+    ``faults`` and ``variants`` can be replaced while it runs; the bytes never change.
+    """
 
     def __init__(self, config: EmulatorConfig) -> None:
         self._config = config
@@ -165,6 +83,7 @@ class Emulator:
         self._tokens: dict[str, float] = {}  # IMS-issued token -> monotonic expiry
         self._world: World | None = None
         self._index: Index | None = None
+        self._view: ServedView | None = None
         self._jobs: ExportJobs | None = None
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -189,6 +108,32 @@ class Emulator:
         self._injector = FaultInjector(faults)
 
     @property
+    def variants(self) -> Variants:
+        return self._config.variants
+
+    @variants.setter
+    def variants(self, variants: Variants) -> None:
+        # The served view is rebuilt (per batch, on first use): listings change at once.
+        self._config = dataclasses.replace(self._config, variants=variants)
+        if self._index is not None:
+            self._view = ServedView(self._index.batches, variants)
+        if self._jobs is not None:
+            self._jobs.quirks = variants.export_job_quirks
+
+    def expected_files(self, batch_id: str) -> dict[str, TruthPart]:
+        """Where a correct client puts each part the batch's served view offers: the path below
+        ``OUT/<batch id>/`` → the part. That is the listed name (``scoreDate=.../part-...``
+        under ``commit_markers``), or the Content-Disposition filename of a single-file
+        dataSetFile. Part names are unique within a batch, so no rule for duplicate names is
+        needed. Markers are not parts and are not here; a failed batch has none.
+        """
+        return dict(self._served(batch_id).expected)
+
+    def served_file_ids(self, batch_id: str) -> list[str]:
+        """The dataSetFileIds the batch-files listing shows for the batch, in order."""
+        return list(self._served(batch_id).file_ids)
+
+    @property
     def truth(self) -> tuple[TruthBatch, ...]:
         return self._require_world().batches
 
@@ -209,11 +154,13 @@ class Emulator:
         return sorted(chosen, key=lambda b: b.created_ms, reverse=True)
 
     def downloads(self, name: str | None = None) -> list[RecordedRequest]:
-        """Recorded GET downloads, optionally only those of the part called ``name``."""
+        """Recorded GET downloads, optionally only those of ``name``: a listed name asked for
+        with ``?path=``, or the generated part's name (also for single-file dataSetFiles)."""
         return [
             r
             for r in self.requests
-            if r.kind == "download" and (name is None or r.query.get("path") == name)
+            if r.kind == "download"
+            and (name is None or r.query.get("path") == name or r.part == name)
         ]
 
     def revoke_tokens(self) -> None:
@@ -243,6 +190,7 @@ class Emulator:
         if self._world is None:
             self._world = await anyio.to_thread.run_sync(build_world, self._config)
             self._index = Index(self._world)
+            self._view = ServedView(self._index.batches, self._config.variants)
             self._jobs = ExportJobs(self._index, config=self._config)
         # No handler_cancellation: cancelling a FileResponse mid-open leaks its file object.
         # Paced streams notice a hang-up themselves (download._pace).
@@ -278,6 +226,17 @@ class Emulator:
             raise RuntimeError("the emulator is not started")
         return self._index
 
+    def _require_view(self) -> ServedView:
+        if self._view is None:
+            raise RuntimeError("the emulator is not started")
+        return self._view
+
+    def _served(self, batch_id: str) -> ServedBatch:
+        served = self._require_view().batch(batch_id)
+        if served is None:
+            raise KeyError(f"no batch {batch_id}")
+        return served
+
     def _app(self) -> web.Application:
         app = web.Application()
         add = app.router.add_route
@@ -305,10 +264,10 @@ class Emulator:
         return app
 
     def _endpoint(
-        self, route_kind: str, route: _Route
+        self, route_kind: str, route: Route
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
-            exchange = _Exchange(kind=_kind(route_kind, request), started_s=time.monotonic())
+            exchange = Exchange(kind=_kind(route_kind, request), started_s=time.monotonic())
             response: web.StreamResponse | None = None
             self._in_flight += 1
             try:
@@ -330,31 +289,37 @@ class Emulator:
         return endpoint
 
     async def _answer(
-        self, request: web.Request, exchange: _Exchange, route: _Route
+        self, request: web.Request, exchange: Exchange, route: Route
     ) -> web.StreamResponse:
         if self._config.latency_s:
             await anyio.sleep(self._config.latency_s)
         if exchange.kind == "token":  # IMS is another service: no gateway, no injected faults
             return await route(request, exchange)
-        refused = self._gateway(request)
+        refused = gateway.check_headers(request, self._config, token_valid=self._token_valid)
         if refused is not None:
             return refused
         injector = self._injector
         wait_s = injector.rate_limit_wait()
         if wait_s is not None:
             exchange.fault = "rate_limit"
-            return self._refusal(
-                Refusal(kind="rate_limit", status=429, retry_after_s=max(1, math.ceil(wait_s)))
+            return gateway.refusal_answer(
+                Refusal(
+                    kind="rate_limit",
+                    status=429,
+                    retry_after_s=max(1, math.ceil(wait_s)),
+                    gateway=RATE_LIMIT_ERROR,
+                ),
+                self._config,
             )
         exchange.ticket = injector.ticket(request.method, request.raw_path)
         refusal = exchange.ticket.refusal()
         if refusal is not None:
             exchange.fault = refusal.kind
-            return self._refusal(refusal)
+            return gateway.refusal_answer(refusal, self._config)
         return await route(request, exchange)
 
     def _record(
-        self, request: web.Request, exchange: _Exchange, response: web.StreamResponse | None
+        self, request: web.Request, exchange: Exchange, response: web.StreamResponse | None
     ) -> None:
         response = response or exchange.response
         # No response at all: the route failed (aiohttp answers 500) or the client hung up first.
@@ -375,38 +340,13 @@ class Emulator:
                 finished_s=time.monotonic(),
                 body_bytes=body_bytes,
                 fault=exchange.fault,
+                part=exchange.part,
             )
         )
         limit = self._config.record_limit
         if limit is not None and len(self.requests) > 2 * limit:
             # A long-running `asyncdl serve` keeps the newest requests, not all of them.
             del self.requests[:-limit]
-
-    def _gateway(self, request: web.Request) -> web.Response | None:
-        """AEP's gateway checks, in the gateway's order; None lets the request through."""
-        config = self._config
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return _json(401, gateway_error("403010", "Oauth token is missing."))
-        api_key = request.headers.get("x-api-key")
-        if not api_key:
-            return _json(403, gateway_error("403000", "Api Key is required"))
-        # OAuth server-to-server clients send their client id as the API key, as on AEP.
-        if api_key not in {config.api_key, config.client_id}:
-            return _json(403, gateway_error("403003", "Api Key is invalid"))
-        if not self._token_valid(token):
-            return _json(401, gateway_error("401013", "Oauth token is not valid"))
-        org = request.headers.get("x-gw-ims-org-id")
-        if not org:
-            return _json(400, gateway_error("400003", "Missing header x-gw-ims-org-id"))
-        if org != config.org_id:
-            return _json(403, gateway_error("403025", "Profile is not valid"))
-        sandbox = request.headers.get("x-sandbox-name") or "prod"
-        if sandbox != config.sandbox:
-            message = f"Profile is not valid for sandbox {sandbox!r}"
-            return _json(403, gateway_error(SANDBOX_ERROR_CODE, message))
-        return None
 
     def _token_valid(self, token: str) -> bool:
         if token in self._config.static_tokens:
@@ -419,39 +359,21 @@ class Emulator:
             return False
         return True
 
-    def _refusal(self, refusal: Refusal) -> web.Response:
-        headers = {}
-        if refusal.retry_after_s is not None:
-            headers["Retry-After"] = retry_after_header(
-                refusal.retry_after_s, http_date=self._config.faults.retry_after_http_date
-            )
-        if refusal.status == 429:
-            if refusal.empty_body:
-                return web.Response(status=429, headers=headers)
-            return _json(429, gateway_error("429001", "Too many requests"), headers)
-        body = problem(
-            status=refusal.status,
-            title=_REASONS[refusal.status],
-            detail="The service could not answer this time; try again later (emulated fault).",
-            code=f"EMU-{refusal.status}",
-        )
-        return _json(refusal.status, body, headers)
-
     # -- routes ---------------------------------------------------------------------------------
 
-    async def _token(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+    async def _token(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         form = await request.post()
         # Some clients send the credentials as query parameters; the form wins when both exist.
         fields = {**request.query, **{k: v for k, v in form.items() if isinstance(v, str)}}
         if fields.get("grant_type") != "client_credentials":
-            return _json(400, {"error": "unsupported_grant_type"})
+            return json_answer(400, {"error": "unsupported_grant_type"})
         config = self._config
         if (
             fields.get("client_id") != config.client_id
             or fields.get("client_secret") != config.client_secret
         ):
             description = "invalid client_id or client_secret"
-            return _json(401, {"error": "invalid_client", "error_description": description})
+            return json_answer(401, {"error": "invalid_client", "error_description": description})
         now = time.monotonic()
         self._tokens = {t: e for t, e in self._tokens.items() if e > now}
         token = secrets.token_urlsafe(32)
@@ -461,172 +383,75 @@ class Emulator:
             "token_type": "bearer",
             "expires_in": int(config.token_lifetime_s),
         }
-        return _json(200, body)
+        return json_answer(200, body)
 
-    async def _batches(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
-        query = request.query
-        try:
-            limit = min(
-                _int_param(query, "limit", default=DEFAULT_BATCH_LIMIT, minimum=1), MAX_PAGE_LIMIT
-            )
-            start = _int_param(query, "start", default=0, minimum=0)
-            after = _optional_int(query, "createdAfter", minimum=0)
-            before = _optional_int(query, "createdBefore", minimum=0)
-            order = query.get("orderBy", "asc:created")
-            if order not in {"desc:created", "asc:created", "created"}:
-                raise _BadParam(
-                    f"orderBy {order!r} is not supported (use desc:created or asc:created)"
-                )
-        except _BadParam as exc:
-            return _problem(400, "Bad Request", exc.detail, "CAT-2201-400")
-        chosen = select_batches(
-            self._require_index(),
-            dataset=query.get("dataSet"),
-            created_client=query.get("createdClient"),
-            status=query.get("status"),
-            batch_id=query.get("batch"),
-            created_after=after,
-            created_before=before,
-            newest_first=order == "desc:created",
-        )
-        faults = self._config.faults
-        body = {
-            b.id: batch_json(
-                self._require_index(),
-                b,
-                org_id=self._config.org_id,
-                wrong_metrics=faults.wrong_metrics,
-            )
-            for b in chosen[start : start + limit]
-        }
-        return _json(200, body)
+    async def _batches(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        view, config = self._require_view(), self._config
+        return catalog.batches(request, index=self._require_index(), view=view, config=config)
 
-    async def _batch(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
-        """``GET /batches/{id}``: the same object-keyed-by-id shape as the listing."""
-        index = self._require_index()
-        batch = index.batches.get(request.match_info["id"])
-        if batch is None:
-            detail = f"batch {request.match_info['id']} not found"
-            return _problem(404, "Not Found", detail, "CAT-2004-404")
-        wrong = self._config.faults.wrong_metrics
-        body = batch_json(index, batch, org_id=self._config.org_id, wrong_metrics=wrong)
-        return _json(200, {batch.id: body})
+    async def _batch(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        view, config = self._require_view(), self._config
+        return catalog.batch(request, index=self._require_index(), view=view, config=config)
 
-    async def _dataset(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
-        index = self._require_index()
-        dataset = index.datasets.get(request.match_info["id"])
-        if dataset is None:
-            detail = f"dataSet {request.match_info['id']} not found"
-            return _problem(404, "Not Found", detail, "CAT-2004-404")
-        return _json(200, dataset_json(index, dataset, org_id=self._config.org_id))
+    async def _dataset(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        return catalog.dataset(request, index=self._require_index(), config=self._config)
 
-    def _page(self, request: web.Request, *, default: int) -> tuple[int, int]:
-        limit = _int_param(request.query, "limit", default=default, minimum=1)
-        if "limit" in request.query:
-            limit = min(limit, MAX_PAGE_LIMIT, self._config.max_page_size)
-        return _int_param(request.query, "start", default=0, minimum=0), limit
-
-    async def _batch_files(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
-        index = self._require_index()
-        batch = index.batches.get(request.match_info["id"])
-        if batch is None:
-            detail = f"batch {request.match_info['id']} not found"
-            return _problem(404, "Not Found", detail, "DAS-2002-404")
-        try:
-            start, limit = self._page(request, default=self._config.batch_files_page_size)
-        except _BadParam as exc:
-            return _problem(400, "Bad Request", exc.detail, "DAS-2001-400")
-        body = batch_files_json(
-            batch, index.dataset_of(batch), origin=_origin(request), start=start, limit=limit
-        )
-        return _json(200, body)
-
-    async def _files(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
-        index = self._require_index()
-        directory = request.match_info["id"]
-        faults = self._config.faults
-        name = request.query.get("path")
-        if name is None:
-            entries = index.entries(directory, hostile=faults.hostile_names)
-            if entries is None:
-                return _problem(404, "Not Found", f"file {directory} not found", "DAS-2003-404")
-            try:
-                start, limit = self._page(request, default=self._config.page_size)
-            except _BadParam as exc:
-                return _problem(400, "Bad Request", exc.detail, "DAS-2001-400")
-            origin = _origin(request)
-            body = directory_json(
-                entries,
-                directory,
-                origin=origin,
-                part_origin=faults.foreign_origin or origin,
-                start=start,
-                limit=limit,
-            )
-            return _json(200, body)
-        entry = index.lookup(directory, name, hostile=faults.hostile_names)
-        if entry is None or entry.subdir is not None:
-            detail = f"file {name!r} not found in {directory}"
-            return _problem(404, "Not Found", detail, "DAS-2003-404")
-        fault = None
-        if request.method == "GET" and entry.length > 0 and exchange.ticket is not None:
-            fault = exchange.ticket.body_fault()
-        exchange.fault = fault
-        bandwidth = self._config.bandwidth_bps
-        if entry.part is not None and fault is None and bandwidth is None and faults.range_support:
-            return download.fast_file(entry.part.path)
-        exchange.body_bytes = 0
-        source = entry.part.path if entry.part is not None else (entry.blob or b"")
-        return await download.stream(
+    async def _batch_files(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        return await access.batch_files(
             request,
-            source=source,
-            size=entry.length,
-            range_support=faults.range_support,
-            bandwidth_bps=bandwidth,
-            fault=fault,
-            on_bytes=exchange.add_bytes,
-            on_response=exchange.on_response,
+            exchange,
+            index=self._require_index(),
+            view=self._require_view(),
+            config=self._config,
         )
 
-    async def _export_create(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+    async def _files(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        return await access.files(
+            request,
+            exchange,
+            index=self._require_index(),
+            view=self._require_view(),
+            config=self._config,
+        )
+
+    async def _export_create(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         try:
             body = await request.json()
         except ValueError:
             body = None
         status, answer = await self._require_jobs().create(body)
-        return _json(status, answer)
+        return json_answer(status, answer)
 
-    async def _dataset_create(
-        self, request: web.Request, exchange: _Exchange
-    ) -> web.StreamResponse:
+    async def _dataset_create(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         try:
             body = await request.json()
         except ValueError:
             body = None
         status, answer = self._require_jobs().create_dataset(body)
-        return _json(status, answer)
+        return json_answer(status, answer)
 
-    async def _export_list(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+    async def _export_list(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         try:
-            limit = min(_int_param(request.query, "limit", default=50, minimum=1), MAX_PAGE_LIMIT)
-            offset = _int_param(request.query, "offset", default=0, minimum=0)
-        except _BadParam as exc:
-            return _problem(400, "Bad Request", exc.detail, "UPS-EXPORT-400")
-        status, answer = self._require_jobs().list(
-            limit=limit, offset=offset, status=request.query.get("status")
-        )
-        return _json(status, answer)
+            limit = min(int_param(request.query, "limit", default=50, minimum=1), MAX_PAGE_LIMIT)
+            status, answer = self._require_jobs().list(
+                limit=limit,
+                offset=request.query.get("offset") or None,
+                status=request.query.get("status"),
+            )
+        except (BadParam, BadCursor) as exc:
+            return problem_answer(400, "Bad Request", str(exc), "UPS-EXPORT-400")
+        return json_answer(status, answer)
 
-    async def _export_get(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+    async def _export_get(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         status, answer = self._require_jobs().get(request.match_info["id"])
-        return _json(status, answer)
+        return json_answer(status, answer)
 
-    async def _export_cancel(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+    async def _export_cancel(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         status, answer = self._require_jobs().cancel(request.match_info["id"])
-        return web.Response(status=status) if answer is None else _json(status, answer)
+        return json_answer(status, answer)
 
-    async def _not_found(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
-        return _problem(404, "Not Found", f"no resource at {request.path}", "EMU-404")
+    async def _not_found(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        return problem_answer(404, "Not Found", f"no resource at {request.path}", "EMU-404")
 
     def _require_jobs(self) -> ExportJobs:
         if self._jobs is None:

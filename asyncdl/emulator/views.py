@@ -1,9 +1,10 @@
 """The JSON the emulated API answers and the index it is built from: Catalog batches and
 datasets, Data Access batch files and directory pages, gateway and RFC 7807 error bodies.
 
-Pure functions of the ``World`` and the request's origin; no HTTP objects. Shapes follow
-/work/shared/aep-api.md and Adobe's published examples (absolute hrefs with an explicit port,
-``length`` as a string, ``_SUCCESS`` markers listed like files).
+Pure functions of the ``World``, the served view (variants.py) and the request's origin; no HTTP
+objects. Shapes follow /work/shared/aep-api.md and Adobe's published examples (absolute hrefs
+with an explicit port, ``length`` as a string, ``_SUCCESS`` markers listed like files), and each
+``Variants`` switch the spec allows besides them.
 """
 
 from __future__ import annotations
@@ -13,65 +14,37 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from asyncdl.emulator.data import CREATED_CLIENT, TruthBatch, TruthDataset, TruthPart, World
+from asyncdl.emulator.config import Variants
+from asyncdl.emulator.data import CREATED_CLIENT, TruthBatch, TruthDataset, World
+from asyncdl.emulator.variants import Entry, ServedBatch
 from asyncdl.models import EXPORT_PATH
 
 __all__ = [
-    "HOSTILE_BYTES",
-    "HOSTILE_NAMES",
-    "MARKER_NAME",
-    "Entry",
     "Index",
+    "Page",
     "batch_files_json",
     "batch_json",
     "dataset_json",
     "directory_json",
     "gateway_error",
+    "nested_json",
     "problem",
     "select_batches",
 ]
 
-MARKER_NAME = "_SUCCESS"
-#: Names a careless client would turn into writes outside its output directory.
-HOSTILE_NAMES = (
-    "../escape.parquet",
-    "/etc/evil.parquet",
-    "scoreDate=x/../../escape.parquet",
-    "C:evil.parquet",
-    "bad\x00nul.parquet",
-    "ctl\x07.parquet",
-    "..",
-)
-HOSTILE_BYTES = b"asyncdl emulator: a hostile entry, never a part\n"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Entry:
-    """One item of a directory listing: a part, a sub-directory, or a few literal bytes."""
-
-    name: str
-    length: int
-    part: TruthPart | None = None
-    subdir: str | None = None  # the dataSetFileId it lists
-    blob: bytes | None = None  # markers and hostile entries
-
-
-_MARKER = Entry(name=MARKER_NAME, length=0, blob=b"")
-_HOSTILE = tuple(
-    Entry(name=n, length=len(HOSTILE_BYTES), blob=HOSTILE_BYTES) for n in HOSTILE_NAMES
-)
-
 
 class Index:
-    """Lookups by id over the world: datasets, batches, directories and their entries."""
+    """Lookups by id over the world: datasets, batches and their replay predecessors.
+
+    Export jobs add their batches here; where a batch's parts are listed is the served view's
+    business (variants.py), built from ``batches``.
+    """
 
     def __init__(self, world: World) -> None:
         self.world = world
         self.datasets: dict[str, TruthDataset] = {d.id: d for d in world.datasets}
         self.batches: dict[str, TruthBatch] = {}
         self.predecessors: dict[str, list[str]] = {}
-        self._directories: dict[str, tuple[Entry, ...]] = {}
-        self._by_name: dict[str, dict[str, Entry]] = {}
         for dataset in world.datasets:
             previous: str | None = None
             for batch in dataset.batches:
@@ -79,42 +52,6 @@ class Index:
                 self.predecessors[batch.id] = [previous] if previous else []
                 if batch.status == "success":
                     previous = batch.id
-                self._index_batch(batch)
-
-    def _index_batch(self, batch: TruthBatch) -> None:
-        for file in batch.files:
-            listings: dict[str, list[Entry]] = {file.dataset_file_id: []}
-            for part in file.parts:
-                entries = listings.setdefault(part.directory, [])
-                entries.append(Entry(name=part.name, length=part.size, part=part))
-            own = listings[file.dataset_file_id]
-            for directory in listings:
-                if directory != file.dataset_file_id:
-                    name = directory.removeprefix(f"{file.dataset_file_id}-")
-                    own.append(Entry(name=name, length=0, subdir=directory))
-            for directory, entries in listings.items():
-                self._directories[directory] = tuple(entries)
-                self._by_name[directory] = {e.name: e for e in entries}
-
-    def entries(self, directory: str, *, hostile: bool) -> list[Entry] | None:
-        """The full listing of ``directory`` (markers last), or None when it does not exist."""
-        base = self._directories.get(directory)
-        if base is None:
-            return None
-        return [*base, *(_HOSTILE if hostile else ()), _MARKER]
-
-    def lookup(self, directory: str, name: str, *, hostile: bool) -> Entry | None:
-        """The entry ``name`` of ``directory`` as a download would find it."""
-        entries = self._by_name.get(directory)
-        if entries is None:
-            return None
-        if name == MARKER_NAME:
-            return _MARKER
-        if hostile:
-            for entry in _HOSTILE:
-                if entry.name == name:
-                    return entry
-        return entries.get(name)
 
     def dataset_of(self, batch: TruthBatch) -> TruthDataset:
         return self.datasets[batch.dataset_id]
@@ -135,10 +72,39 @@ def problem(*, status: int, title: str, detail: str, code: str) -> dict[str, Any
     }
 
 
+def _metrics(served: ServedBatch, *, variants: Variants, wrong_metrics: bool) -> dict[str, Any]:
+    """Catalog metrics of a successful batch: true to the parts served (markers excluded)."""
+    size, rows = served.size, served.rows
+    if wrong_metrics:
+        size, rows = size + 1, rows + 1
+    files = len(served.file_ids) if variants.file_count_of_datasetfiles else len(served.expected)
+    metrics: dict[str, Any] = {
+        "partitionCount": 1,
+        "outputByteSize": size,
+        "inputFileCount": -1,
+        "inputByteSize": served.size + 668,
+        "outputRecordCount": rows,
+        "outputFileCount": files,
+        "inputRecordCount": served.rows,
+    }
+    if variants.quirky_metrics:
+        # Producers write what they like: numbers as strings, -1 for "not counted".
+        for key in ("outputByteSize", "inputByteSize", "outputRecordCount", "inputRecordCount"):
+            metrics[key] = str(metrics[key])
+        metrics["outputFileCount"] = -1
+    return metrics
+
+
 def batch_json(
-    index: Index, batch: TruthBatch, *, org_id: str, wrong_metrics: bool
+    index: Index,
+    served: ServedBatch,
+    *,
+    org_id: str,
+    variants: Variants,
+    wrong_metrics: bool,
 ) -> dict[str, Any]:
     """One Catalog batch, shaped like the Customer AI example in Adobe's docs."""
+    batch = served.batch
     created = batch.created_ms
     body: dict[str, Any] = {
         "id": batch.id,
@@ -162,16 +128,7 @@ def batch_json(
         "version": "1.0.5",
     }
     if batch.status == "success":
-        size, rows = batch.size, batch.rows
-        body["metrics"] = {
-            "partitionCount": 1,
-            "outputByteSize": size + (1 if wrong_metrics else 0),
-            "inputFileCount": -1,
-            "inputByteSize": size + 668,
-            "outputRecordCount": rows + (1 if wrong_metrics else 0),
-            "outputFileCount": len(batch.parts),
-            "inputRecordCount": rows,
-        }
+        body["metrics"] = _metrics(served, variants=variants, wrong_metrics=wrong_metrics)
     else:
         body["metrics"] = {"partitionCount": 0, "inputFileCount": -1}
         body["errors"] = [
@@ -212,70 +169,116 @@ def dataset_json(index: Index, dataset: TruthDataset, *, org_id: str) -> dict[st
     return {dataset.id: body}
 
 
-def _page_links(
-    base: str, *, start: int, limit: int, total: int, templated: bool
-) -> dict[str, Any]:
-    links: dict[str, Any] = {}
-    if start + limit < total:
-        links["next"] = {"href": f"{base}?start={start + limit}&limit={limit}"}
-    if templated:
-        links["page"] = {"href": f"{base}?start={{start}}&limit={{limit}}", "templated": True}
-    return links
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Page:
+    """Where one listing page is and how its links are written."""
+
+    origin: str  # the origin the client reached us on
+    path: str  # the listing's path, without a query
+    start: int
+    limit: int
+    relative: bool = False  # Variants.relative_hrefs
+    endless: bool = False  # Variants.endless_next
+
+    def href(self, path_and_query: str, *, origin: str | None = None) -> str:
+        """A self href: absolute with an explicit port, or origin-relative."""
+        if self.relative and origin is None:
+            return path_and_query
+        return f"{origin or self.origin}{path_and_query}"
+
+    def links(self, total: int, *, templated: bool) -> dict[str, Any]:
+        links: dict[str, Any] = {}
+        if self.endless or self.start + self.limit < total:
+            query = f"?start={self.start + self.limit}&limit={self.limit}"
+            # A query-only reference resolves against the page it is on (RFC 3986 5.2).
+            links["next"] = {"href": query if self.relative else self.href(self.path + query)}
+        if templated:
+            template = f"{self.path}?start={{start}}&limit={{limit}}"
+            links["page"] = {"href": self.href(template), "templated": True}
+        return links
+
+
+def _dataset_file_item(file_id: str, *, view_id: str, stamp: int, page: Page) -> dict[str, Any]:
+    """A dataSetFile as batch files (and a nested dataSetFile's listing) show it."""
+    return {
+        "dataSetFileId": file_id,
+        "dataSetViewId": view_id,
+        "version": "1.0.0",
+        "created": str(stamp),
+        "updated": str(stamp),
+        "isValid": False,
+        "_links": {"self": {"href": page.href(f"{EXPORT_PATH}/files/{file_id}")}},
+    }
 
 
 def batch_files_json(
-    batch: TruthBatch, dataset: TruthDataset, *, origin: str, start: int, limit: int
+    served: ServedBatch, dataset: TruthDataset, *, page: Page, unlinked: bool
 ) -> dict[str, Any]:
-    """``GET /batches/{id}/files``: one page of the batch's dataSetFiles."""
-    files = batch.files[start : start + limit]
-    data = []
-    for number, file in enumerate(files, start=start):
-        stamp = str(batch.created_ms + 5_000 + number)
-        data.append(
-            {
-                "dataSetFileId": file.dataset_file_id,
-                "dataSetViewId": dataset.view_id,
-                "version": "1.0.0",
-                "created": stamp,
-                "updated": stamp,
-                "isValid": False,
-                "_links": {"self": {"href": f"{origin}{EXPORT_PATH}/files/{file.dataset_file_id}"}},
-            }
+    """``GET /batches/{id}/files``: one page of the batch's dataSetFiles as served.
+
+    ``unlinked`` is the documented answer with no ``_links`` at all and ``_page.count`` the
+    total (the spec's "sometimes the total"): a client pages with start/limit on its own.
+    ``endless_next`` is about directories: the caller's ``page`` leaves it off here.
+    """
+    ids = served.file_ids
+    first_ms = served.batch.created_ms + 5_000
+    data = [
+        _dataset_file_item(file_id, view_id=dataset.view_id, stamp=first_ms + number, page=page)
+        for number, file_id in enumerate(
+            ids[page.start : page.start + page.limit], start=page.start
         )
-    body: dict[str, Any] = {"data": data, "_page": {"limit": limit, "count": len(data)}}
-    base = f"{origin}{EXPORT_PATH}/batches/{batch.id}/files"
-    links = _page_links(base, start=start, limit=limit, total=len(batch.files), templated=False)
+    ]
+    if unlinked:
+        return {"data": data, "_page": {"limit": page.limit, "count": len(ids)}}
+    body: dict[str, Any] = {"data": data, "_page": {"limit": page.limit, "count": len(data)}}
+    links = page.links(len(ids), templated=False)
     if links:
         body["_links"] = links
     return body
 
 
-def directory_json(
-    entries: Sequence[Entry],
-    directory: str,
-    *,
-    origin: str,
-    part_origin: str,
-    start: int,
-    limit: int,
+def nested_json(
+    served: ServedBatch, children: Sequence[str], dataset: TruthDataset, *, page: Page
 ) -> dict[str, Any]:
-    """``GET /files/{id}``: one page of a directory; parts (and markers) carry ``?path=``."""
-    data = []
-    for entry in entries[start : start + limit]:
-        if entry.subdir is not None:
-            href = f"{origin}{EXPORT_PATH}/files/{entry.subdir}"
-        else:
-            # Only real parts move to a foreign origin: that is where a leaked credential hurts.
-            host = part_origin if entry.part is not None else origin
-            href = f"{host}{EXPORT_PATH}/files/{directory}?path={quote(entry.name, safe='')}"
-        data.append(
-            {"name": entry.name, "length": str(entry.length), "_links": {"self": {"href": href}}}
+    """``GET /files/{id}`` of a dataSetFile listing dataSetFiles: no ``name``, no ``length``."""
+    first_ms = served.batch.created_ms + 6_000
+    data = [
+        _dataset_file_item(child, view_id=dataset.view_id, stamp=first_ms + number, page=page)
+        for number, child in enumerate(
+            children[page.start : page.start + page.limit], start=page.start
         )
-    base = f"{origin}{EXPORT_PATH}/files/{directory}"
+    ]
     return {
         "data": data,
-        "_page": {"limit": limit, "count": len(data)},
-        "_links": _page_links(base, start=start, limit=limit, total=len(entries), templated=True),
+        "_page": {"limit": page.limit, "count": len(data)},
+        "_links": page.links(len(children), templated=True),
+    }
+
+
+def directory_json(
+    entries: Sequence[Entry], directory: str, *, page: Page, part_origin: str | None
+) -> dict[str, Any]:
+    """``GET /files/{id}``: one page of a directory; parts (and markers) carry ``?path=``.
+
+    ``part_origin`` (Faults.foreign_origin) moves only real parts' hrefs, always absolute:
+    that is where a leaked credential hurts.
+    """
+    data = []
+    for entry in entries[page.start : page.start + page.limit]:
+        if entry.subdir is not None:
+            href = page.href(f"{EXPORT_PATH}/files/{entry.subdir}")
+        else:
+            target = f"{EXPORT_PATH}/files/{directory}?path={quote(entry.name, safe='')}"
+            href = page.href(target, origin=part_origin if entry.part is not None else None)
+        item: dict[str, Any] = {"name": entry.name}
+        if entry.listed_length is not None:
+            item["length"] = entry.listed_length
+        item["_links"] = {"self": {"href": href}}
+        data.append(item)
+    return {
+        "data": data,
+        "_page": {"limit": page.limit, "count": len(data)},
+        "_links": page.links(len(entries), templated=True),
     }
 
 

@@ -52,7 +52,7 @@ async def test_allowed_foreign_host_never_receives_credentials(
     # The emulator's gateway wants credentials, so the allowed host refuses: a part-level
     # failure with its reason, not an authentication failure of the whole run.
     assert result.failed
-    assert all("HTTP 401" in (r.error or "") for r in result.failed)
+    assert all("HTTP 403 [403010]" in (r.error or "") for r in result.failed)
 
 
 async def test_hostile_names_are_rejected_and_the_rest_arrives(

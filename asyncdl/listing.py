@@ -325,24 +325,26 @@ async def _pages(client: AEPClient, url: str, *, first: Page | None = None) -> A
     base = _largest_pages(url)
     seen = {base}
     page = first if first is not None else await client.get_page(base)
-    offset = 0
+    position = 0  # entries listed so far: the next ``start`` of an unlinked listing
+    linked = False  # once a page linked on, the first page that does not is the last
     while True:
         data = _data(page)
         if not data:
             return
         yield page
+        position += len(data)
         body: dict[str, Any] = page.body
         link = _next_href(body)
         if link is not None:
+            linked = True
             following = urljoin(page.url, link)
-        elif "_links" in body:
+        elif linked or "_links" in body:
             return  # a linked listing whose last page links nowhere
         else:
             limit = _page_limit(body, asked)
             if len(data) < limit:
                 return
-            offset += len(data)
-            following = _with_query(url, start=offset, limit=limit)
+            following = _with_query(url, start=position, limit=limit)
         if following in seen:
             log.warning("%s links back to %s; the listing ends there", page.url, following)
             return

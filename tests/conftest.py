@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @asynccontextmanager
-async def scripted_api(routes: dict[str, Handler]) -> AsyncIterator[str]:
+async def scripted_api(routes: Mapping[str, Handler]) -> AsyncIterator[str]:
     """A tiny API on 127.0.0.1 (port 0) answering each path with its handler: for the shapes
     the emulator does not serve (loops, odd headers). Yields the base URL."""
 

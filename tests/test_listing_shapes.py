@@ -293,3 +293,17 @@ async def test_a_file_answer_without_a_length_or_with_an_unsafe_name_is_rejected
     assert [type(e) for e in entries] == [Rejected, Rejected]
     assert "no Content-Length" in str(entries[0].error)
     assert entries[1].name == "../escape.parquet"
+
+
+async def test_the_batch_files_listing_yields_each_dataset_file_once() -> None:
+    """Overlapping pages (a file added while the batch was paged) repeat an entry."""
+
+    def page(request: web.Request) -> dict[str, Any]:
+        if request.query.get("start") == "2":
+            return {"data": [{"dataSetFileId": "F2"}, {"dataSetFileId": "F3"}]}
+        return {"data": [{"dataSetFileId": "F1"}, {"dataSetFileId": "F2"}], "_page": {"limit": 2}}
+
+    routes = {f"{EXPORT}/batches/{BATCH}/files": json_pages(page)}
+    async with scripted_api(routes) as base, client_for(base) as client:
+        listed = [f.id async for f in iter_dataset_files(client, BATCH)]
+    assert listed == ["F1", "F2", "F3"]

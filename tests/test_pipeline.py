@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from asyncdl.config import DownloadSettings
 from asyncdl.emulator import TruthBatch, running_emulator
 from asyncdl.models import PartStatus
 from asyncdl.pipeline import Reconciliation, download
@@ -156,3 +157,45 @@ def test_a_file_count_that_disagrees_only_warns_naming_the_metric() -> None:
     unclaimed = dataclasses.replace(matching, expected_files=None, expected_rows=None)
     assert unclaimed.ok
     assert unclaimed.warnings == ()
+
+
+async def test_a_part_where_another_needs_a_folder_is_rejected_not_a_disk_error(
+    tmp_path: Path,
+) -> None:
+    """``scores`` and ``scores/part-0.parquet`` cannot both be files: the second is refused
+    before anything is written, and the first still arrives."""
+    from aiohttp import web
+
+    from tests.conftest import scripted_api, static_credentials
+
+    body = b"bytes of a"
+
+    async def files(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"data": [{"dataSetFileId": "F1"}]})
+
+    async def directory(request: web.Request) -> web.StreamResponse:
+        if "path" in request.query:
+            return web.Response(body=body, content_type="application/octet-stream")
+        items = [
+            {"name": "scores", "length": str(len(body))},
+            {"name": "scores/part-0.bin", "length": str(len(body))},
+        ]
+        return web.json_response({"data": items})
+
+    async def batch(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"B1": {"id": "B1", "status": "success"}})
+
+    routes = {
+        "/data/foundation/catalog/batches/B1": batch,
+        "/data/foundation/export/batches/B1/files": files,
+        "/data/foundation/export/files/F1": directory,
+    }
+    async with scripted_api(routes) as base:
+        settings = DownloadSettings(base_url=base, out_dir=tmp_path)
+        result = await download(
+            batch_ids=["B1"], credentials=static_credentials(), settings=settings
+        )
+    (rejected,) = result.rejected
+    assert rejected.name == "scores/part-0.bin"
+    assert "needs that path as a folder" in rejected.reason
+    assert (tmp_path / "B1" / "scores").read_bytes() == body

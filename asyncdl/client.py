@@ -259,7 +259,7 @@ class AEPClient:
     ) -> None:
         self._credentials = credentials
         self._settings = settings
-        self._retry = retry or RetryPolicy(max_attempts=settings.max_attempts)
+        self._retry = retry or RetryPolicy.from_settings(settings)
         self._retry_listener: RetryListener = retry_listener or _IgnoreRetries()
         self._origin = origin_of(settings.base_url)
         # Spellings of the origin that need no parsing: a URL that starts with one of them has

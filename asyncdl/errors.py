@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "RUN_ENDING",
     "APIError",
     "AsyncdlError",
     "AuthError",
@@ -228,3 +229,8 @@ class ExportTimeoutError(ExportJobError):
         self.last_status = last_status
         self.cancelled = cancelled
         self.cancel_error = cancel_error
+
+
+#: What ends a whole run rather than one part or one listing entry: every other part would fail
+#: the same way (refused credentials, an unusable configuration, a disk that refuses writes).
+RUN_ENDING: tuple[type[AsyncdlError], ...] = (AuthError, ConfigError, StorageError)

@@ -24,17 +24,16 @@ from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urljoin, url
 import anyio
 
 from .client import AEPClient, ByteStream, FileAnswer, Page
-from .concurrency import single_error
 from .errors import (
+    RUN_ENDING,
     AsyncdlError,
-    AuthError,
-    ConfigError,
     NoBatchError,
     NotFoundError,
     ProtocolError,
     UnsafeNameError,
 )
 from .models import CATALOG_PATH, EXPORT_PATH, Batch, BatchMetrics, DataSetFile, Part
+from .tasks import single_error
 
 __all__ = [
     "Marker",
@@ -59,8 +58,6 @@ HEAD_CONCURRENCY = 8
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _RESERVED = frozenset({".", ".."})
-# What ends a run rather than one entry's listing: every other entry would fail the same way.
-_RUN_ENDING = (AuthError, ConfigError)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -436,7 +433,7 @@ class _Walk:
                             yield inner
                     else:
                         yield entry
-        except _RUN_ENDING:
+        except RUN_ENDING:
             raise
         except AsyncdlError as exc:
             log.warning("dataSetFile %s could not be listed: %s", directory.id, exc)
@@ -526,7 +523,7 @@ class _Walk:
             async with limiter:
                 try:
                     size = await self.client.content_length(entry.href)
-                except _RUN_ENDING:
+                except RUN_ENDING:
                     raise
                 except AsyncdlError as exc:
                     found[index] = self._unusable(entry, f"HEAD failed: {exc}")

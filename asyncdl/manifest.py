@@ -1,28 +1,28 @@
-"""The per-batch record on disk (``OUT/<batch>/manifest.json``): what arrived, verified how.
+"""The per-batch record (``OUT/<batch>/manifest.json``): what arrived, verified how.
 
-Written atomically (temp file + ``os.replace``) so a crash leaves the old or the new manifest,
-never half of one. The next run consults it to skip finished parts without recomputing their
-hash; a part's file on disk stays the ground truth (a part whose size disagrees is fetched again).
+Written atomically through the storage seam (``Storage.replace``) so a crash leaves the old or the
+new manifest, never half of one. The next run consults it to skip finished parts without
+recomputing their hash; a part's file stays the ground truth (a part whose size disagrees is
+fetched again).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import StorageError
+from .layout import MANIFEST_NAME
 from .models import Batch, PartResult
 
-__all__ = ["MANIFEST_NAME", "Manifest", "ManifestEntry"]
+if TYPE_CHECKING:
+    from .storage import Storage
 
-MANIFEST_NAME = "manifest.json"
+__all__ = ["Manifest", "ManifestEntry"]
+
 _FORMAT = 1
 
 
@@ -54,26 +54,31 @@ class ManifestEntry:
 
 
 class Manifest:
-    """The manifest of one batch directory; entries keyed by relpath."""
+    """The manifest of one batch; entries keyed by relpath."""
 
-    def __init__(self, batch_dir: Path, batch: Batch, entries: dict[str, ManifestEntry]) -> None:
-        self.path = batch_dir / MANIFEST_NAME
+    def __init__(self, storage: Storage, batch: Batch, entries: dict[str, ManifestEntry]) -> None:
+        self.storage = storage
         self.batch = batch
         self.entries = entries
         self.extra: dict[str, Any] = {}
 
+    @property
+    def where(self) -> str:
+        return self.storage.where(MANIFEST_NAME)
+
     @classmethod
-    def load(cls, batch_dir: Path, batch: Batch) -> Manifest:
-        """Read the previous run's record; a missing or unreadable one means "nothing known"."""
+    def load(cls, storage: Storage, batch: Batch) -> Manifest:
+        """Read the previous run's record; a missing or unreadable one means "nothing known"
+        (blocking: call it off the event loop)."""
         entries: dict[str, ManifestEntry] = {}
         try:
-            raw = json.loads((batch_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+            raw = json.loads(storage.read(MANIFEST_NAME) or b"{}")
             for item in raw.get("parts", []):
                 entry = ManifestEntry(**item)
                 entries[entry.relpath] = entry
-        except (OSError, ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError):
             entries = {}
-        return cls(batch_dir, batch, entries)
+        return cls(storage, batch, entries)
 
     def record(self, result: PartResult) -> None:
         self.entries[result.part.relpath] = ManifestEntry.from_result(result)
@@ -103,23 +108,14 @@ class Manifest:
         extra = dict(self.extra)
         await anyio.to_thread.run_sync(self._write, snapshot, extra)
 
-    def _write(self, entries: list[ManifestEntry], extra: dict[str, Any]) -> None:
+    def encode(self, entries: list[ManifestEntry], extra: dict[str, Any]) -> bytes:
         # One line per part, encoded one at a time: a 10,000-part manifest never exists as
         # 10,000 dicts at once (peak memory is what a big batch is short of).
         head = json.dumps(self._document(entries, extra), indent=1)  # ends with "\n}"
         lines = [json.dumps(asdict(e)) for e in sorted(entries, key=lambda e: e.relpath)]
         separator = ",\n  "
         listed = f"\n  {separator.join(lines)}\n " if lines else ""
-        document = f'{head[:-2]},\n "parts": [{listed}]\n}}\n'
-        # A unique name opened with "x" (not mkstemp): the file gets the user's umask, not 0600.
-        tmp = self.path.with_name(f".manifest.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
-            try:
-                with tmp.open("x", encoding="utf-8") as fh:
-                    fh.write(document)
-                os.replace(tmp, self.path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        return f'{head[:-2]},\n "parts": [{listed}]\n}}\n'.encode()
+
+    def _write(self, entries: list[ManifestEntry], extra: dict[str, Any]) -> None:
+        self.storage.replace(MANIFEST_NAME, self.encode(entries, extra))

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .config import DownloadSettings
 from .errors import (
     APIError,
     AsyncdlError,
@@ -44,11 +45,21 @@ class RetryPolicy:
     waits: a retry that would start after it is not made.
     """
 
-    max_attempts: int = 8
-    base_delay_s: float = 0.5
-    max_delay_s: float = 30.0
-    deadline_s: float = 1800.0
+    max_attempts: int = DownloadSettings.max_attempts
+    base_delay_s: float = DownloadSettings.backoff_base_s
+    max_delay_s: float = DownloadSettings.backoff_max_s
+    deadline_s: float = DownloadSettings.part_timeout_s
     random_fraction: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+
+    @classmethod
+    def from_settings(cls, settings: DownloadSettings) -> RetryPolicy:
+        """The run's policy for parts and listing pages alike."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            base_delay_s=settings.backoff_base_s,
+            max_delay_s=settings.backoff_max_s,
+            deadline_s=settings.part_timeout_s,
+        )
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -15,8 +15,9 @@ from aiohttp import web
 
 from asyncdl.config import KNOWN_VARIABLES, Credentials, DownloadSettings
 from asyncdl.emulator import DatasetSpec, Emulator, EmulatorConfig, TruthPart, running_emulator
-from asyncdl.fetch import part_paths
+from asyncdl.layout import temp_of
 from asyncdl.models import Part
+from asyncdl.storage.local import LocalPartFile
 
 EmulatorFactory = Callable[..., EmulatorConfig]
 
@@ -98,9 +99,14 @@ def first_part_paths(emu: Emulator, dataset_id: str, out_dir: Path) -> tuple[Tru
         size=truth.size,
         href="",
     )
-    final, temp = part_paths(out_dir / newest.id, part)
+    final, temp = out_dir / newest.id / part.relpath, out_dir / newest.id / temp_of(part.relpath)
     temp.parent.mkdir(parents=True, exist_ok=True)
     return truth, final, temp
+
+
+def local_part(temp: Path) -> LocalPartFile:
+    """The storage seam's file whose ``.part`` is ``temp`` (its record sits beside it)."""
+    return LocalPartFile(temp.parent, temp.name.removesuffix(".part"))
 
 
 @contextmanager

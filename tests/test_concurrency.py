@@ -10,9 +10,11 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncdl import concurrency
-from asyncdl.concurrency import StreamSlots, ThreadBatches, single_error, thread_batches
+from asyncdl import threads
 from asyncdl.errors import StorageError
+from asyncdl.slots import StreamSlots
+from asyncdl.tasks import single_error
+from asyncdl.threads import ThreadBatches, thread_batches
 from tests.conftest import until
 
 
@@ -244,13 +246,13 @@ def _blocked_job(gate: threading.Event, entered: threading.Event, value: int) ->
 @pytest.mark.anyio
 async def test_calls_that_wait_together_run_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[int] = []
-    real_run_batch = concurrency._run_batch
+    real_run_batch = threads._run_batch
 
     def run_batch(batch: list[Any]) -> None:
         sizes.append(len(batch))
         real_run_batch(batch)
 
-    monkeypatch.setattr(concurrency, "_run_batch", run_batch)
+    monkeypatch.setattr(threads, "_run_batch", run_batch)
     gate, entered = threading.Event(), threading.Event()
     results: dict[int, object] = {}
 

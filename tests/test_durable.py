@@ -16,16 +16,18 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncdl import fetch
-from asyncdl.durable import SyncError, has_hole, sync_directory
 from asyncdl.emulator import Emulator, Faults, running_emulator
 from asyncdl.errors import StorageError
+from asyncdl.fetch import attempts
+from asyncdl.fetch.plan import SegmentPlan
 from asyncdl.pipeline import download
-from asyncdl.segments import SegmentPlan
+from asyncdl.storage import local
+from asyncdl.storage.durable import SyncError, has_hole, sync_directory
 from tests.conftest import (
     EmulatorFactory,
     credentials_for,
     first_part_paths,
+    local_part,
     settings_for,
     until,
 )
@@ -136,17 +138,15 @@ def disk_log(monkeypatch: pytest.MonkeyPatch) -> DiskLog:
 
 @pytest.fixture
 def truncates(disk_log: DiskLog, monkeypatch: pytest.MonkeyPatch) -> DiskLog:
-    """The disk log, with fetch's truncations of a .part (to 0, or to full size) in it too."""
-    from asyncdl import fetch
-
-    real_preallocate = fetch._preallocate
+    """The disk log, with the storage's truncations of a .part (to 0, or full size) in it too."""
+    real_preallocate = local._preallocate
 
     def preallocate(temp: Path, size: int, keep: int) -> None:
         real_preallocate(temp, size, keep)
         with disk_log.lock:
             disk_log.events.append((f"truncate to {size}", temp.stat().st_ino, str(temp)))
 
-    monkeypatch.setattr(fetch, "_preallocate", preallocate)
+    monkeypatch.setattr(local, "_preallocate", preallocate)
     return disk_log
 
 
@@ -201,9 +201,10 @@ def test_a_segment_record_never_claims_bytes_that_are_not_synced(
     part = tmp_path / "a.parquet.part"
     part.write_bytes(b"x" * 10)
     record = tmp_path / "a.parquet.part.segments"
-    plan = SegmentPlan.fresh(size=10, segment_bytes=4, record=record)
+    file = local_part(part)
+    plan = SegmentPlan.fresh(size=10, segment_bytes=4)
     plan.segments[0].done = 4
-    plan.save(sync=part)
+    file.save_record(plan.record(), sync=True)
     inode = {p: p.stat().st_ino for p in (part, record, tmp_path)}
     # The bytes, then the record's own bytes (synced under its temp name), its name, the name's
     # directory: after a power loss the record is old or new, never ahead of the data.
@@ -215,15 +216,15 @@ def test_a_segment_record_never_claims_bytes_that_are_not_synced(
     ]
 
     disk_log.events.clear()
-    plan.save()
+    file.save_record(plan.record(), sync=False)
     assert [kind for kind, _, _ in disk_log.events] == ["replace"]
 
 
 def test_a_record_of_nothing_needs_no_part_file(tmp_path: Path, disk_log: DiskLog) -> None:
     """The first record of a fresh part is written before the .part exists (then preallocated)."""
     record = tmp_path / "a.parquet.part.segments"
-    plan = SegmentPlan.fresh(size=10, segment_bytes=4, record=record)
-    plan.save(sync=tmp_path / "a.parquet.part")
+    plan = SegmentPlan.fresh(size=10, segment_bytes=4)
+    local_part(tmp_path / "a.parquet.part").save_record(plan.record(), sync=True)
     assert record.exists()
     assert record.stat().st_ino in disk_log.synced()
 
@@ -342,7 +343,7 @@ async def test_an_interrupted_segmented_part_keeps_a_synced_record_of_what_arriv
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Every cut counts as a failed attempt here (not as a resume), so the run ends interrupted.
-    monkeypatch.setattr(fetch, "_RESUME_MIN_BYTES", 1 << 40)
+    monkeypatch.setattr(attempts, "RESUME_MIN_BYTES", 1 << 40)
     config = emulator_config(
         dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 8 * MiB},
         faults=Faults(drop_rate=1.0),  # every body is cut half-way
@@ -394,12 +395,18 @@ async def test_a_part_whose_sync_failed_is_fetched_again_not_kept(
     emulator_config: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
     """The sync before the final name fails: neither the .part nor its record may stay."""
-    from asyncdl import fetch
 
     def failing_sync(path: Path, fd: int | None = None) -> None:
         raise SyncError(errno.EIO, os.strerror(errno.EIO), str(path))
 
-    monkeypatch.setattr(fetch, "sync_file", failing_sync)  # fetch's own syncs: the seals
+    real_sync_or_drop = local._sync_or_drop
+
+    def seal_sync_fails(temp: Path, fd: int | None = None, *also: Path) -> None:
+        with monkeypatch.context() as patched:  # the seals' syncs only, not the records'
+            patched.setattr(local, "sync_file", failing_sync)
+            real_sync_or_drop(temp, fd, *also)
+
+    monkeypatch.setattr(local, "_sync_or_drop", seal_sync_fails)
     dataset, overrides = SHAPES[shape]
     config = emulator_config(dataset={"files_per_batch": 1, "parts_per_file": 1, **dataset})
     async with running_emulator(config) as emu:
@@ -412,15 +419,15 @@ async def test_a_part_whose_sync_failed_is_fetched_again_not_kept(
 
 
 def test_a_sync_failure_names_the_file_and_the_way_out() -> None:
-    from asyncdl.fetch import _storage_error
+    from asyncdl.storage.local import storage_error
 
     path = Path("/data/a.parquet.part")
-    unsupported = _storage_error(SyncError(errno.EINVAL, "Invalid argument", str(path)), path)
+    unsupported = storage_error(SyncError(errno.EINVAL, "Invalid argument", str(path)), path)
     assert str(unsupported) == (
         "cannot sync /data/a.parquet.part to disk: Invalid argument"
         " (this file system cannot sync; --no-fsync skips syncing)"
     )
-    broken = _storage_error(SyncError(errno.EIO, "Input/output error", str(path)), path)
+    broken = storage_error(SyncError(errno.EIO, "Input/output error", str(path)), path)
     assert "--no-fsync" not in str(broken)
 
 
@@ -543,13 +550,11 @@ async def test_a_record_that_claims_a_hole_is_taken_back_to_it(
     async with _one_part(emulator_config, tmp_path) as (emu, temp, data):
         if not _without_its_middle(temp, data, hole=True):
             pytest.skip("this file system does not keep files sparse")
-        plan = SegmentPlan.fresh(
-            size=len(data), segment_bytes=MiB, record=temp.with_name(temp.name + ".segments")
-        )
+        plan = SegmentPlan.fresh(size=len(data), segment_bytes=MiB)
         for segment in plan.segments:
             segment.done = segment.end - segment.start  # all of it, the hole included
         plan.segments[1].done = MiB - 1  # not complete: the part is still in segments
-        plan.save()
+        local_part(temp).save_record(plan.record(), sync=False)
         settings = settings_for(emu, tmp_path, segment_threshold_bytes=MiB + 1, segment_bytes=MiB)
         result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
         await emu.wait_idle()
@@ -568,14 +573,14 @@ async def test_a_record_that_cannot_be_saved_never_replaces_a_cancellation(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     broken = threading.Event()
-    real_save = SegmentPlan.save
+    real_save = local.LocalPartFile.save_record
 
-    def save(plan: SegmentPlan, *, sync: Path | None = None) -> None:
+    def save(file: local.LocalPartFile, document: bytes, *, sync: bool) -> None:
         if broken.is_set():
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_save(plan, sync=sync)
+            raise StorageError(f"cannot write {file.record}: {os.strerror(errno.EIO)}")
+        real_save(file, document, sync=sync)
 
-    monkeypatch.setattr(SegmentPlan, "save", save)
+    monkeypatch.setattr(local.LocalPartFile, "save_record", save)
     listener = RecordingListener()
     config = emulator_config(
         dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 8 * MiB},
@@ -609,8 +614,10 @@ def test_a_record_whose_own_sync_fails_says_so(
 
     monkeypatch.setattr(os, "fsync", fsync)
     record = tmp_path / "a.parquet.part.segments"
-    plan = SegmentPlan.fresh(size=10, segment_bytes=4, record=record)
-    with pytest.raises(SyncError) as caught:
-        plan.save(sync=tmp_path / "a.parquet.part")  # nothing done: only the record is synced
-    assert caught.value.filename == f"{record}.tmp"
+    plan = SegmentPlan.fresh(size=10, segment_bytes=4)
+    file = local_part(tmp_path / "a.parquet.part")
+    with pytest.raises(StorageError) as caught:  # no .part yet: only the record is synced
+        file.save_record(plan.record(), sync=True)
+    assert f"cannot sync {record}.tmp to disk" in str(caught.value)
+    assert "--no-fsync" in str(caught.value)
     assert not record.exists()

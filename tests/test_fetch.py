@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from asyncdl.concurrency import single_error
 from asyncdl.errors import RangeMismatchError, ServerError, StorageError
-from asyncdl.fetch import _body_from
-from asyncdl.pipeline import _reserved
+from asyncdl.fetch.answers import body_from
+from asyncdl.layout import reserved
 from asyncdl.retry import is_retryable
+from asyncdl.tasks import single_error
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +28,7 @@ class FakeStream:
 
 
 async def collect(stream: FakeStream, wanted: int) -> bytes:
-    return b"".join([c async for c in _body_from(stream, wanted, "p")])  # type: ignore[arg-type]
+    return b"".join([c async for c in body_from(stream, wanted, "p")])  # type: ignore[arg-type]
 
 
 async def test_a_range_served_from_earlier_is_trimmed() -> None:
@@ -46,18 +46,20 @@ async def test_a_range_served_from_later_is_a_retryable_mismatch() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "reserved"),
+    ("name", "is_reserved"),
     [
         ("manifest.json", True),
-        (".manifest.1.abc.tmp", True),
+        (".asyncdl-1.abc.tmp", True),
+        (".asyncdl/sync-ds.json", True),
+        ("scoreDate=2020-04-09/a.parquet.part", True),
         ("a.parquet.part", True),
         ("a.parquet.part.segments", True),
         ("part-00000.snappy.parquet", False),
         ("manifest.json.parquet", False),
     ],
 )
-def test_names_asyncdl_writes_itself_are_reserved(name: str, reserved: bool) -> None:
-    assert _reserved(name) is reserved
+def test_names_asyncdl_writes_itself_are_reserved(name: str, is_reserved: bool) -> None:
+    assert reserved(name) is is_reserved
 
 
 async def test_a_full_disk_outranks_a_part_failure() -> None:

@@ -19,6 +19,7 @@ from asyncdl.fetch import FetchOptions, fetch_part
 from asyncdl.models import Part, PartStatus
 from asyncdl.progress import NullProgress
 from asyncdl.retry import RetryPolicy
+from asyncdl.storage import LocalStorage
 from tests.conftest import scripted_api, static_credentials
 
 pytestmark = pytest.mark.anyio
@@ -88,7 +89,11 @@ async def fetch(server: PartServer, tmp_path: Path, opts: FetchOptions) -> tuple
                 href=f"{base}/part",
             )
             result = await fetch_part(
-                client, part, batch_dir=tmp_path, options=opts, listener=NullProgress()
+                client,
+                part,
+                storage=LocalStorage(tmp_path),
+                options=opts,
+                listener=NullProgress(),
             )
     return part, result
 
@@ -161,7 +166,7 @@ async def test_the_listing_answer_of_a_single_file_is_the_only_request(tmp_path:
             result = await fetch_part(
                 client,
                 part,
-                batch_dir=tmp_path,
+                storage=LocalStorage(tmp_path),
                 options=options(attempts=1, segments=True),  # big enough, yet one stream
                 listener=NullProgress(),
                 opened=answer.stream,
@@ -189,7 +194,7 @@ async def test_an_open_answer_is_closed_when_the_part_is_already_on_disk(tmp_pat
             result = await fetch_part(
                 client,
                 part,
-                batch_dir=tmp_path,
+                storage=LocalStorage(tmp_path),
                 options=options(attempts=1),
                 listener=NullProgress(),
                 opened=answer.stream,

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from asyncdl.errors import StorageError
-from asyncdl.manifest import MANIFEST_NAME, Manifest
+from asyncdl.layout import MANIFEST_NAME
+from asyncdl.manifest import Manifest
 from asyncdl.models import Batch, BatchMetrics, Part, PartResult, PartStatus
+from asyncdl.storage import LocalStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +24,7 @@ def result(name: str, status: PartStatus = PartStatus.DOWNLOADED) -> PartResult:
 
 
 async def test_round_trip(tmp_path: Path) -> None:
-    manifest = Manifest.load(tmp_path, BATCH)
+    manifest = Manifest.load(LocalStorage(tmp_path), BATCH)
     assert manifest.entries == {}
     manifest.record(result("b.parquet"))
     manifest.record(result("a.parquet", PartStatus.FAILED))
@@ -32,7 +34,7 @@ async def test_round_trip(tmp_path: Path) -> None:
     assert [p["name"] for p in raw["parts"]] == ["a.parquet", "b.parquet"]
     assert raw["catalog_metrics"]["outputByteSize"] == 10
     assert raw["reconciliation"] == {"ok": True}
-    again = Manifest.load(tmp_path, BATCH)
+    again = Manifest.load(LocalStorage(tmp_path), BATCH)
     assert again.entries["b.parquet"].sha256 == "ab" * 32
     assert again.entries["a.parquet"].status == "failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME]  # no temp left
@@ -41,10 +43,11 @@ async def test_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("content", ["{not json", '{"parts": [{"name": 1}]}', "[]"])
 def test_unreadable_manifest_means_nothing_known(tmp_path: Path, content: str) -> None:
     (tmp_path / MANIFEST_NAME).write_text(content)
-    assert Manifest.load(tmp_path, BATCH).entries == {}
+    assert Manifest.load(LocalStorage(tmp_path), BATCH).entries == {}
 
 
 async def test_unwritable_directory_is_a_storage_error(tmp_path: Path) -> None:
-    manifest = Manifest.load(tmp_path / "missing", BATCH)
+    (tmp_path / "not-a-directory").write_bytes(b"")
+    manifest = Manifest.load(LocalStorage(tmp_path / "not-a-directory"), BATCH)
     with pytest.raises(StorageError, match="cannot write"):
         await manifest.save()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from asyncdl.emulator import Emulator
-from asyncdl.segments import SegmentPlan
+from asyncdl.fetch.plan import SegmentPlan
 from tests.conftest import EmulatorFactory, threaded_emulator
 from tests.test_cli import DATASET, env_for
 from tests.test_pipeline import assert_identical
@@ -117,7 +117,7 @@ def test_kill_9_then_resume_segments(slow_emulator: Emulator, tmp_path: Path) ->
     plans = {}
     for path in tmp_path.rglob("*.part.segments"):
         name = path.name.removesuffix(".part.segments")
-        plans[name] = SegmentPlan.load(size=sizes[name], segment_bytes=MiB, record=path)
+        plans[name] = SegmentPlan.from_record(path.read_bytes(), size=sizes[name])
     rerun_started = time.monotonic()
     rerun = start_download(emu, tmp_path, *segmented)
     _, stderr = rerun.communicate(timeout=60)

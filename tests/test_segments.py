@@ -12,12 +12,13 @@ import anyio
 import pytest
 
 from asyncdl.emulator import Faults, running_emulator
+from asyncdl.fetch.plan import Segment, SegmentPlan
 from asyncdl.pipeline import download
-from asyncdl.segments import Segment, SegmentPlan
 from tests.conftest import (
     EmulatorFactory,
     credentials_for,
     first_part_paths,
+    local_part,
     settings_for,
     until,
 )
@@ -28,28 +29,30 @@ RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
 def test_fresh_plan_covers_the_part_and_counts_a_prefix(tmp_path: Path) -> None:
-    plan = SegmentPlan.fresh(size=10, segment_bytes=4, record=tmp_path / "r", prefix=5)
+    plan = SegmentPlan.fresh(size=10, segment_bytes=4, prefix=5)
     assert [(s.start, s.end, s.done) for s in plan.segments] == [(0, 4, 4), (4, 8, 1), (8, 10, 0)]
     assert plan.done == 5
 
 
 def test_plan_record_round_trips_and_rejects_foreign_records(tmp_path: Path) -> None:
-    record = tmp_path / "x.part.segments"
-    plan = SegmentPlan.fresh(size=10, segment_bytes=4, record=record)
+    file = local_part(tmp_path / "x.part")
+    plan = SegmentPlan.fresh(size=10, segment_bytes=4)
     plan.segments[1].done = 3
-    plan.save()
-    loaded = SegmentPlan.load(size=10, segment_bytes=4, record=record)
+    file.save_record(plan.record(), sync=False)
+    loaded = SegmentPlan.from_record(file.load_record(), size=10)
     assert loaded is not None
     assert [s.done for s in loaded.segments] == [0, 3, 0]
-    assert SegmentPlan.load(size=11, segment_bytes=4, record=record) is None
+    assert SegmentPlan.from_record(file.load_record(), size=11) is None
+    record = tmp_path / "x.part.segments"
     record.write_text('{"format": 1, "size": 10, "segment_bytes": 4, "segments": [[0, 4, 9]]}')
-    assert SegmentPlan.load(size=10, segment_bytes=4, record=record) is None
+    assert SegmentPlan.from_record(file.load_record(), size=10) is None
     record.write_text("not json")
-    assert SegmentPlan.load(size=10, segment_bytes=4, record=record) is None
+    assert SegmentPlan.from_record(file.load_record(), size=10) is None
+    assert SegmentPlan.from_record(None, size=10) is None
 
 
 def test_the_contiguous_prefix_stops_at_the_first_gap(tmp_path: Path) -> None:
-    plan = SegmentPlan.fresh(size=10, segment_bytes=4, record=tmp_path / "r")
+    plan = SegmentPlan.fresh(size=10, segment_bytes=4)
     assert plan.contiguous == 0
     plan.segments[1].done = 4  # a later segment, whole: not contiguous with the start
     assert plan.contiguous == 0
@@ -67,12 +70,13 @@ def test_the_contiguous_prefix_stops_at_the_first_gap(tmp_path: Path) -> None:
 async def test_the_digest_follows_the_prefix_while_later_segments_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asyncdl import fetch
-    from asyncdl.fetch import _PrefixDigest
+    from asyncdl.fetch import segmented as segmented_path
+    from asyncdl.fetch.segmented import _PrefixDigest
+    from asyncdl.storage import local
 
-    monkeypatch.setattr(fetch, "_HASH_STEP", 64 * 1024)  # many thread jobs per MiB
+    monkeypatch.setattr(segmented_path, "HASH_STEP", 64 * 1024)  # many thread jobs per MiB
     jobs: list[int] = []
-    real_hash_range = fetch._hash_range
+    real_hash_range = local.hash_range
 
     def hash_range(hasher: object, path: Path, start: int, length: int) -> int:
         jobs.append(length)
@@ -80,13 +84,13 @@ async def test_the_digest_follows_the_prefix_while_later_segments_stream(
             anyio.from_thread.run_sync(land, 0, 200_000)
         return real_hash_range(hasher, path, start, length)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fetch, "_hash_range", hash_range)
+    monkeypatch.setattr(local, "hash_range", hash_range)
 
     body = bytes(range(256)) * 4096 * 3  # 3 MiB
     temp = tmp_path / "x.part"
     temp.write_bytes(b"\0" * len(body))  # preallocated: what no segment vouches for is garbage
-    plan = SegmentPlan.fresh(size=len(body), segment_bytes=MiB, record=tmp_path / "r")
-    digest = _PrefixDigest(temp, plan)
+    plan = SegmentPlan.fresh(size=len(body), segment_bytes=MiB)
+    digest = _PrefixDigest(local_part(temp), plan)
 
     def land(segment: int, upto: int) -> None:  # what _SegmentedRun._flush does
         start = plan.segments[segment].start
@@ -121,14 +125,14 @@ async def test_the_digest_follows_the_prefix_while_later_segments_stream(
 
 @pytest.mark.anyio
 async def test_one_follower_at_a_time_and_another_after_it_stops(tmp_path: Path) -> None:
-    from asyncdl.fetch import _PrefixDigest
+    from asyncdl.fetch.segmented import _PrefixDigest
 
     body = bytes(range(256)) * 4096 * 2  # 2 MiB
     temp = tmp_path / "x.part"
     temp.write_bytes(body)
-    plan = SegmentPlan.fresh(size=len(body), segment_bytes=MiB, record=tmp_path / "r")
+    plan = SegmentPlan.fresh(size=len(body), segment_bytes=MiB)
     plan.segments[0].done = MiB
-    digest = _PrefixDigest(temp, plan)
+    digest = _PrefixDigest(local_part(temp), plan)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(digest.follow)
@@ -147,9 +151,9 @@ async def test_a_deadline_during_the_last_hash_does_not_fail_a_part_that_arrived
 ) -> None:
     import time
 
-    from asyncdl import fetch
+    from asyncdl.storage import local
 
-    real_hash_range = fetch._hash_range
+    real_hash_range = local.hash_range
     started = time.monotonic()
 
     def slow_hash_range(hasher: object, path: Path, start: int, length: int) -> int:
@@ -157,7 +161,7 @@ async def test_a_deadline_during_the_last_hash_does_not_fail_a_part_that_arrived
         time.sleep(max(0.0, started + 1.5 - time.monotonic()))
         return real_hash_range(hasher, path, start, length)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fetch, "_hash_range", slow_hash_range)
+    monkeypatch.setattr(local, "hash_range", slow_hash_range)
     config = emulator_config(
         dataset={"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 3_000_000}
     )
@@ -173,14 +177,14 @@ async def test_a_deadline_during_the_last_hash_does_not_fail_a_part_that_arrived
 
 @pytest.mark.anyio
 async def test_a_part_shorter_than_its_record_never_gets_a_digest(tmp_path: Path) -> None:
-    from asyncdl.fetch import _PrefixDigest
+    from asyncdl.fetch.segmented import _PrefixDigest
 
     temp = tmp_path / "x.part"
     temp.write_bytes(b"x" * (MiB + 10))  # truncated behind asyncdl's back
-    plan = SegmentPlan.fresh(size=2 * MiB, segment_bytes=MiB, record=tmp_path / "r")
+    plan = SegmentPlan.fresh(size=2 * MiB, segment_bytes=MiB)
     for segment in plan.segments:
         segment.done = segment.end - segment.start
-    digest = _PrefixDigest(temp, plan)
+    digest = _PrefixDigest(local_part(temp), plan)
     with anyio.fail_after(10):
         await digest.follow()
     assert digest.hashed == MiB + 10
@@ -250,12 +254,10 @@ async def test_segments_resume_where_the_record_says(
         truth, _, temp = first_part_paths(emu, DATASET, tmp_path)
         # An earlier run got the first segment whole and 100,000 bytes of the second.
         shutil.copyfile(truth.path, temp)
-        plan = SegmentPlan.fresh(
-            size=truth.size, segment_bytes=MiB, record=temp.with_name(temp.name + ".segments")
-        )
+        plan = SegmentPlan.fresh(size=truth.size, segment_bytes=MiB)
         plan.segments[0].done = MiB
         plan.segments[1].done = 100_000
-        plan.save()
+        local_part(temp).save_record(plan.record(), sync=False)
         with temp.open("r+b") as fh:  # the bytes the record does not vouch for are garbage
             fh.seek(MiB + 100_000)
             fh.write(b"\0" * (truth.size - MiB - 100_000))
@@ -297,11 +299,9 @@ async def test_a_preallocated_part_is_never_trusted_by_its_size(
         data = bytearray(truth.path.read_bytes())
         data[: 2 * MiB] = b"\0" * (2 * MiB)  # the first two segments never arrived
         temp.write_bytes(bytes(data))
-        plan = SegmentPlan.fresh(
-            size=truth.size, segment_bytes=MiB, record=temp.with_name(temp.name + ".segments")
-        )
+        plan = SegmentPlan.fresh(size=truth.size, segment_bytes=MiB)
         plan.segments[2].done = plan.segments[2].end - plan.segments[2].start
-        plan.save()
+        local_part(temp).save_record(plan.record(), sync=False)
         settings = settings_for(emu, tmp_path, segment_threshold_bytes=None)
         result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
     assert result.ok

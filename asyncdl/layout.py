@@ -1,0 +1,65 @@
+"""Everything asyncdl writes beside the data, by name: the one owner of those rules.
+
+A batch directory (``OUT/<batch id>/``, or the same prefix in an object store) holds the parts
+under their relpaths, and next to them only files this module names: a part's ``.part`` while it
+is written, a segmented part's progress record, the batch manifest and its temp names. The run's
+own state lives in ``OUT/.asyncdl/``. A part from the server that would take one of these names
+is refused (``reserved``), so asyncdl never overwrites its own records with data, or the reverse.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MANIFEST_NAME",
+    "STATE_DIR",
+    "WRITE_PROBE",
+    "record_of",
+    "record_temp_of",
+    "replace_temp",
+    "reserved",
+    "temp_of",
+]
+
+#: A batch's record of what arrived and how it was verified.
+MANIFEST_NAME = "manifest.json"
+#: The run-level state (sync's) below the output root; hidden like every metadata file.
+STATE_DIR = ".asyncdl"
+#: The empty file asyncdl writes once to prove the output directory is writable.
+WRITE_PROBE = ".asyncdl-write-test"
+
+_PART = ".part"
+_RECORD = ".segments"
+_TEMP = ".tmp"
+_REPLACE_TEMP = ".asyncdl-"
+
+
+def temp_of(relpath: str) -> str:
+    """Where a part is written until it is verified: ``<relpath>.part``."""
+    return relpath + _PART
+
+
+def record_of(temp: str) -> str:
+    """A segmented part's progress record, beside its ``.part``."""
+    return temp + _RECORD
+
+
+def record_temp_of(record: str) -> str:
+    """Where a record is written before it atomically replaces the old one."""
+    return record + _TEMP
+
+
+def replace_temp(unique: str) -> str:
+    """The temp name a small file (manifest, state) is written under before it replaces the
+    old one; ``unique`` keeps two writers (two runs) apart."""
+    return f"{_REPLACE_TEMP}{unique}{_TEMP}"
+
+
+def reserved(relpath: str) -> bool:
+    """Whether a part at ``relpath`` would collide with a file asyncdl writes itself."""
+    name = relpath.rsplit("/", 1)[-1]
+    return (
+        relpath == MANIFEST_NAME
+        or relpath.split("/", 1)[0] == STATE_DIR
+        or name.startswith(_REPLACE_TEMP)
+        or name.endswith((_PART, _PART + _RECORD, _PART + _RECORD + _TEMP))
+    )

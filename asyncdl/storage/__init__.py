@@ -1,0 +1,161 @@
+"""The storage seam: where a verified part goes, and where asyncdl keeps its own records.
+
+``fetch`` and ``pipeline`` never touch a file system themselves: they ask a ``Storage`` (one
+batch directory, or one prefix of an object store) for a part's ``PartFile``, write it there
+(appending, or at offsets for ranged segments), and ``seal`` it under its final name once it is
+verified; nothing is visible under that name before. Manifests and later state files go through
+``read`` and ``replace`` (atomic, small). Every method blocks and is called off the event loop;
+every failure of the medium is a ``StorageError`` that names the file, raised by the
+implementation, the one place that knows the medium.
+
+Implementations: ``LocalStorage`` (a directory: ``.part`` + fsync + rename, resumable across
+runs). ``open_storage`` picks one from ``--out``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import ConfigError
+from .local import LocalStorage, OpenMode
+
+__all__ = [
+    "LocalStorage",
+    "OpenMode",
+    "PartFile",
+    "PartWriter",
+    "SegmentedFile",
+    "Storage",
+    "open_storage",
+]
+
+# A URL-shaped --out: "s3://bucket/x", "az://container", "file:///tmp". Two or more letters
+# before "://", so a Windows drive ("C:\\scores") is a path.
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+class PartWriter(Protocol):
+    """One stream's way into a part: gathered writes, appended or in place."""
+
+    def write(
+        self, chunks: Sequence[bytes], *, offset: int | None, hasher: hashlib._Hash | None
+    ) -> None:
+        """Write ``chunks`` at ``offset`` (None: after what is there), feeding ``hasher``."""
+
+    def close(self, *, sync: bool = False) -> None:
+        """Done writing (what was written stays until ``seal`` or ``remove``); with ``sync``,
+        once it is durable (a failed sync throws the file away: Linux may report the next sync
+        clean over the lost pages)."""
+
+
+class PartFile(Protocol):
+    """A part on its way: written where no reader looks, visible only once ``seal``ed."""
+
+    @property
+    def name(self) -> str:
+        """How messages name it (a path or a URL)."""
+
+    def resumable(self, size: int, *, sync: bool) -> int:
+        """How many bytes at its start an earlier attempt or run left that can be trusted;
+        anything else there is thrown away (0: start over)."""
+
+    def hash_into(self, hasher: hashlib._Hash, start: int, length: int) -> int:
+        """Feed bytes ``[start, start + length)`` to ``hasher``; how many there were."""
+
+    def open(self, mode: OpenMode) -> PartWriter:
+        """Open for writing: after what is there ("append"), from empty ("fresh"), or at any
+        offset of a ``resize``d file ("in_place", segmented files only)."""
+
+    def rows(self, label: str) -> int | None:
+        """The parquet footer's row count of what is written (VerificationError if none)."""
+
+    def seal(self, *, sync: bool) -> None:
+        """Give it its final name (synced first with ``sync``); a segment record goes too."""
+
+    def remove(self) -> None:
+        """Throw it away, record and all."""
+
+
+class SegmentedFile(PartFile, Protocol):
+    """A part written at offsets by concurrent ranged segments, with a record of their progress
+    (a local file: a destination that cannot write at offsets stages these)."""
+
+    def size(self) -> int | None:
+        """How big the file is now (None: there is none yet)."""
+
+    def unsegmented_prefix(self, on_disk: int) -> int:
+        """``resumable``'s rule without throwing anything away: how much of what is there
+        (``on_disk`` bytes) one stream wrote front to back."""
+
+    def resize(self, size: int, *, keep: int) -> None:
+        """Make it ``size`` bytes (sparse), keeping the first ``keep`` (0 and 0: empty it)."""
+
+    def load_record(self) -> bytes | None:
+        """The progress record an earlier attempt kept, if there is a readable one."""
+
+    def save_record(self, document: bytes, *, sync: bool) -> None:
+        """Replace the record atomically; with ``sync``, the part's bytes are synced first and
+        the record itself before it counts (it vouches for those bytes)."""
+
+    def holes(self, ranges: Sequence[tuple[int, int]]) -> dict[int, int]:
+        """For each ``[start, end)`` that has never been written: start → where that begins."""
+
+    def drop_attempt(self, *, sync: bool) -> None:
+        """Empty a segmented attempt, then forget its record (in that order)."""
+
+
+class Storage(Protocol):
+    """One batch's place: its parts and asyncdl's records, by relative path."""
+
+    def where(self, relpath: str = "") -> str:
+        """How messages name ``relpath`` (a path or a URL)."""
+
+    def prepare(self) -> None:
+        """Make sure it can be written to (StorageError if not), before anything is fetched."""
+
+    def sub(self, name: str) -> Storage:
+        """The storage of ``name`` below this one (a batch below the output root)."""
+
+    def size(self, relpath: str) -> int | None:
+        """The size of the visible file at ``relpath``; None when there is none."""
+
+    def files(self) -> frozenset[str]:
+        """Relative paths of every file below (one listing, so fresh parts need no lookups)."""
+
+    def part(self, relpath: str) -> PartFile:
+        """The part that will be visible at ``relpath`` once sealed."""
+
+    def segmented(self, relpath: str) -> SegmentedFile:
+        """The same part, for fetching in ranged segments."""
+
+    def digest(self, relpath: str, hasher: hashlib._Hash) -> None:
+        """Feed the visible file's bytes to ``hasher`` (a finished part without a manifest)."""
+
+    def rows(self, relpath: str, label: str) -> int | None:
+        """The visible file's parquet row count (VerificationError when it has none)."""
+
+    def read(self, relpath: str) -> bytes | None:
+        """A small file's bytes (manifest, state); None when absent or unreadable."""
+
+    def replace(self, relpath: str, data: bytes, *, durable: bool = False) -> None:
+        """Write a small file atomically: readers see the old bytes or the new ones."""
+
+
+def open_storage(out: str | Path) -> LocalStorage:
+    """The storage ``--out`` names. Only local directories today: a URL-shaped value is refused
+    rather than written into a local folder named after its scheme (``s3:``)."""
+    text = str(out)
+    match = _URL.match(text)
+    if match is not None:
+        scheme = match.group(1).lower()
+        if scheme != "file":
+            raise ConfigError(
+                f"--out {text}: {scheme}:// destinations are not supported yet "
+                "(give a local directory)"
+            )
+        text = text[len("file://") :] or "/"
+    return LocalStorage(Path(text))

@@ -19,8 +19,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["aiohttp_import_guard", "command_owns_process", "load_trust", "new_context"]
+import anyio
+
+from .errors import ConfigError
+
+__all__ = [
+    "LazyTrust",
+    "aiohttp_import_guard",
+    "command_owns_process",
+    "load_trust",
+    "new_context",
+]
 
 _TRUST_LOADERS = ("load_default_certs", "set_default_verify_paths")
 _command_owns_process = False
@@ -76,3 +87,34 @@ def load_trust(context: ssl.SSLContext, ca_bundle: Path | None) -> None:
     if ca_bundle is not None:
         # Added to the system store, not instead of it: a corporate proxy CA plus the real one.
         context.load_verify_locations(cafile=str(ca_bundle))
+
+
+class LazyTrust:
+    """A run's TLS context, whose CA store (and ``ca_bundle``) is loaded once, before the first
+    request that may use TLS: a plain-http run (the emulator) never pays for it."""
+
+    def __init__(self, ca_bundle: Path | None) -> None:
+        self.context = new_context()
+        self._bundle = ca_bundle
+        self._loaded = False
+        self._lock: anyio.Lock | None = None  # made on the loop that uses it
+
+    async def before(self, url: str) -> None:
+        """Make sure the store is loaded if ``url`` may use TLS."""
+        if self._loaded or urlsplit(url).scheme == "http":  # urlsplit strips what aiohttp does
+            return
+        await self.load()
+
+    async def load(self) -> None:
+        """Load the store now (a bad ``ca_bundle`` is a ConfigError)."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            if self._loaded:
+                return
+            try:
+                await anyio.to_thread.run_sync(load_trust, self.context, self._bundle)
+            except (OSError, ssl.SSLError) as exc:
+                where = self._bundle or "the system's CA store"
+                raise ConfigError(f"cannot load the certificates of {where}: {exc}") from exc
+            self._loaded = True

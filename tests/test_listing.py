@@ -7,7 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from asyncdl.errors import UnsafeNameError
-from asyncdl.listing import _is_directory, _metric, check_name, check_relpath, is_metadata
+from asyncdl.listing import check_name, check_relpath, is_metadata
+from asyncdl.listing.catalog import metric as _metric
+from asyncdl.listing.pages import is_directory as _is_directory
 
 
 @pytest.mark.parametrize(

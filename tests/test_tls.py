@@ -108,7 +108,7 @@ async def test_the_ca_store_is_loaded_only_for_https(
             async with client:
                 with contextlib.suppress(AsyncdlError):  # no answer, or an unknown CA
                     await client.get_json(url + "/data/foundation/catalog/batches")
-            assert (client._tls.cert_store_stats()["x509_ca"] > 0) is loaded, url
+            assert (client.trust.context.cert_store_stats()["x509_ca"] > 0) is loaded, url
 
 
 async def test_a_ca_bundle_is_loaded_at_the_start_even_for_http(tmp_path: Path) -> None:

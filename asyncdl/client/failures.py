@@ -1,0 +1,74 @@
+"""An error answer read into the ``asyncdl.errors`` tree: AEP's code and reason in every spelling
+its services use, ``Retry-After`` as seconds or a date, the class by status."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from ..errors import APIError, AuthError, NotFoundError, RateLimitedError, ServerError
+from ..retry import parse_retry_after
+from .transport import aiohttp
+
+__all__ = ["error_from"]
+
+_MAX_ERROR_BODY = 64 * 1024
+# Keys AEP's services use for an error's code and its text, in the order they are tried: the
+# gateway's, Catalog/Data Access's RFC 7807, IMS's OAuth, and the camel-case some services use.
+_ERROR_CODE_KEYS = ("error_code", "errorCode", "code", "error", "type")
+_ERROR_TEXT_KEYS = ("message", "errorMessage", "detail", "error_description", "title")
+
+
+def _code_and_reason(raw: bytes) -> tuple[str | None, str | None]:
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        raw_code = next((body[k] for k in _ERROR_CODE_KEYS if body.get(k) is not None), None)
+        code = str(raw_code) if raw_code is not None else None
+        for key in _ERROR_TEXT_KEYS:
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return code, value
+        return code, None
+    if raw and not raw.lstrip().startswith(b"<"):  # a short text answer; never an HTML page
+        return None, raw[:200].decode("utf-8", "replace").strip() or None
+    return None, None
+
+
+async def error_from(
+    response: aiohttp.ClientResponse,
+    url: str,
+    *,
+    credentialed: bool,
+    scrub: Callable[[str | None], str | None],
+) -> APIError:
+    """Read AEP's error body (gateway, RFC 7807 or IMS shape) into the matching APIError.
+
+    A 401/403 from a host we sent no credentials to is that host's refusal, not a problem with
+    the user's credentials: it stays a plain APIError (a part failure, not fatal). ``scrub``
+    takes secrets out of what the server echoed.
+    """
+    try:
+        raw = await response.content.read(_MAX_ERROR_BODY)
+    except (aiohttp.ClientError, TimeoutError):
+        raw = b""
+    finally:
+        response.release()
+    code, reason = _code_and_reason(raw)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), now_epoch_s=time.time())
+    status = response.status
+    cls: type[APIError] = APIError
+    if status in (401, 403) and credentialed:
+        cls = AuthError
+    elif status == 404:
+        cls = NotFoundError
+    elif status == 429:
+        cls = RateLimitedError
+    elif status >= 500:
+        cls = ServerError
+    return cls(
+        status=status, url=url, code=scrub(code), reason=scrub(reason), retry_after_s=retry_after
+    )

@@ -127,7 +127,9 @@ class DownloadSettings:
     """How to download: where to, how hard to push, how patient to be."""
 
     base_url: str = DEFAULT_BASE_URL
-    out_dir: Path = Path("scores")
+    # Where the run writes: a directory (a URL-shaped value is kept as written, for the storage
+    # seam to decide: ``Path`` would fold "s3://b/x" into "s3:/b/x").
+    out_dir: Path | str = Path("scores")
     concurrency: int = 8
     max_attempts: int = 8
     backoff_base_s: float = 0.5  # first retry waits up to this (full jitter), doubling to the max

@@ -11,17 +11,47 @@ from dataclasses import dataclass
 
 __all__ = [
     "CATALOG_PATH",
+    "EXPORT_JOBS_PATH",
     "EXPORT_PATH",
+    "IMS_TOKEN_PATH",
+    "UPS_PATH",
     "Batch",
     "BatchMetrics",
     "DataSetFile",
     "Part",
     "PartResult",
     "PartStatus",
+    "count",
+    "integer",
 ]
 
+# The API's paths, below the base URL (IMS's below its own): one place for client and emulator.
 CATALOG_PATH = "/data/foundation/catalog"
 EXPORT_PATH = "/data/foundation/export"
+UPS_PATH = "/data/core/ups"
+EXPORT_JOBS_PATH = f"{UPS_PATH}/export/jobs"
+IMS_TOKEN_PATH = "/ims/token/v3"
+
+
+def integer(value: object) -> int | None:
+    """An integer as AEP writes one: ``100``, ``100.0`` (a JSON float), ``"100"``, ``" 7 "``;
+    None for anything else (``True``, ``1.5``, junk)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value)  # float() strips the spaces of a string itself
+    except (ValueError, OverflowError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def count(value: object) -> int | None:
+    """A count as producers write Catalog metrics: a non-negative integer; ``-1`` (not
+    counted), negatives and junk are None (unknown)."""
+    number = integer(value)
+    return number if number is not None and number >= 0 else None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -93,7 +93,7 @@ def resolve_run(
     if settings is None:
         settings = DownloadSettings(base_url=environment.get("AEP_BASE_URL", DEFAULT_BASE_URL))
     if out is not None:
-        settings = dataclasses.replace(settings, out_dir=Path(out))
+        settings = dataclasses.replace(settings, out_dir=out)
     if concurrency is not None:
         settings = dataclasses.replace(settings, concurrency=concurrency)
     return credentials, settings

@@ -281,3 +281,77 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
     assert "PATCHED ['load_default_certs'] ssl" in done.stderr, done.stderr
     system_cas = ssl.create_default_context().cert_store_stats()["x509_ca"]
     assert f"DEFAULT_CAS {system_cas}" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "hoisted"),
+    [
+        (["download", "DS", "--config", "c.json"], ["--config", "c.json", "download", "DS"]),
+        (
+            ["download", "DS", "--config=c.json", "-j", "4"],
+            ["--config=c.json", "download", "DS", "-j", "4"],
+        ),
+        (
+            ["config", "show", "--profile", "dev", "-vv"],
+            ["--profile", "dev", "-vv", "config", "show"],
+        ),
+        (["-v", "download", "DS", "--verbose"], ["-v", "--verbose", "download", "DS"]),
+        (["--config", "a.toml", "download", "DS"], ["--config", "a.toml", "download", "DS"]),
+        (["download", "DS", "--", "--config", "x"], ["download", "DS", "--", "--config", "x"]),
+        (["download", "DS", "-vx"], ["download", "DS", "-vx"]),  # not a -v flag
+    ],
+)
+def test_global_options_are_hoisted_in_front_of_the_command(
+    args: list[str], hoisted: list[str]
+) -> None:
+    from asyncdl.cli.app import hoist_global_options
+
+    assert hoist_global_options(args) == hoisted
+
+
+def test_global_options_work_after_the_command(tmp_path: Path) -> None:
+    config = tmp_path / "aepp.json"
+    config.write_text('{"org_id": "FROM-FILE@AdobeOrg", "client_id": "c", "secret": "s"}')
+    code, stdout, stderr = run(["config", "show", "--config", str(config)], {})
+    assert code == 0, stderr
+    assert "AEP_ORG_ID=FROM-FILE@AdobeOrg" in stdout
+    toml = tmp_path / "asyncdl.toml"
+    toml.write_text('org_id = "ROOT@AdobeOrg"\n[profiles.dev]\nsandbox = "dev"\n')
+    code, stdout, stderr = run(["config", "show", "--config", str(toml), "--profile", "dev"], {})
+    assert code == 0, stderr
+    assert "AEP_SANDBOX=dev" in stdout
+
+
+def test_an_object_store_url_is_a_usage_error_not_a_local_folder(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run(["download", DATASET, "--out", "ftp://bucket/scores"], env_for(emu))
+    assert code == 2
+    assert "ftp:// destinations are not supported" in stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+    assert not [r for r in emu.requests if r.kind == "download"]
+
+
+@pytest.mark.parametrize("command", ["download", "export-audience", "demo"])
+def test_every_downloading_command_takes_the_download_options(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in ("--concurrency", "--retries", "--timeout", "--segment-size", "--no-fsync"):
+        assert option in result.stdout, (command, option)
+    if command != "demo":  # the emulator needs no CA and no foreign host
+        for option in ("--ca-bundle", "--allow-host", "--base-url"):
+            assert option in result.stdout, (command, option)
+
+
+def test_only_what_the_user_set_reaches_the_settings() -> None:
+    from asyncdl.cli.options import DownloadFlags
+    from asyncdl.config import DownloadSettings, Setting
+
+    assert DownloadFlags().settings({}) == DownloadSettings()
+    env = {"AEP_BASE_URL": Setting(value="http://127.0.0.1:1", source="environment")}
+    chosen = DownloadFlags(concurrency=3, segment_size="2Mi", fsync=False).settings(env)
+    assert chosen == DownloadSettings(
+        base_url="http://127.0.0.1:1", concurrency=3, segment_bytes=2 << 20, fsync=False
+    )

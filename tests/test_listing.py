@@ -115,7 +115,8 @@ def test_hidden_files_are_metadata_as_hadoop_reads_them(name: str, hidden: bool)
         (True, None),
         (None, None),
         ("many", None),
-        (1.5, 1),
+        (1.5, None),  # not a count
+        ("12.0", 12),
         ([], None),
     ],
 )

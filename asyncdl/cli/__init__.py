@@ -1,7 +1,9 @@
 """The ``asyncdl`` command: parse, build config, run, render. The only package that prints.
 
-One module per command group (``download``, ``data``, ``audience``, ``emulate``), with the shared
-pieces in ``_common`` (app, exit codes, settings), ``progress`` and ``render``.
+One module per command group (``download``, ``data``, ``audience``, ``emulate``), each a
+``typer.Typer()`` composed by ``app``; the download options they share are ``options``; what
+every command needs is ``_common`` (exit codes, consoles, settings); ``progress`` and ``render``
+show runs and results.
 
 Exit codes: 0 every part arrived and reconciled; 1 some parts failed, a mismatch, or the run
 could not complete (network, listing, disk); 2 bad usage; 3 authentication refused;
@@ -16,10 +18,8 @@ from .. import tls
 # Before anything imports aiohttp: this process is the command's (see asyncdl/tls.py).
 tls.command_owns_process()
 
-# Importing the command modules registers their commands on ``app``, in this order in --help:
-# the everyday commands first, the emulator last.
-from . import download, data, audience, emulate  # noqa: E402
-from ._common import app, main, parse_size  # noqa: E402
+from ._common import parse_size  # noqa: E402
+from .app import app, main  # noqa: E402
 from .audience import parse_duration  # noqa: E402
 
-__all__ = ["app", "audience", "data", "download", "emulate", "main", "parse_duration", "parse_size"]
+__all__ = ["app", "main", "parse_duration", "parse_size"]

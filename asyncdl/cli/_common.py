@@ -1,25 +1,22 @@
-"""What every command shares: the app, exit codes, consoles, settings, errors → exit codes."""
+"""What every command shares: exit codes, consoles, settings, errors → exit codes, tables."""
 
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .. import __version__
 from ..config import (
-    DEFAULT_BASE_URL,
     Credentials,
     DownloadSettings,
     Setting,
@@ -38,17 +35,6 @@ EPILOG = (
     "2 bad usage; 3 credentials refused; 130 interrupted (resume by running it again)."
 )
 
-app = typer.Typer(
-    name="asyncdl",
-    help="Fast, complete, verified downloads of Adobe Experience Platform dataset exports.",
-    epilog=EPILOG,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-
 # emoji=False: rich would turn ":tada:" inside a part name, path or server message into an emoji
 # (markup=False does not stop that); its first use also imports a table of ~3,600 emoji codes.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -63,47 +49,6 @@ class GlobalOptions:
 
     config_path: Path | None = None
     profile: str | None = None
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"asyncdl {__version__}")
-        raise typer.Exit(EXIT_OK)
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = False,
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="Log more (-vv: debug).")
-    ] = 0,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="asyncdl TOML or aepp JSON config [default ~/.config/asyncdl/config.toml]",
-        ),
-    ] = None,
-    profile: Annotated[
-        str | None, typer.Option("--profile", help="Profile of the TOML config to use.")
-    ] = None,
-) -> None:
-    """Fast, complete, verified downloads of Adobe Experience Platform dataset exports.
-
-    Settings: flags > environment (AEP_*) > config file.
-    """
-    if verbose:
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            force=True,  # the CLI owns the process's logging, whatever was configured before
-        )
-    ctx.obj = GlobalOptions(config_path=config, profile=profile)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -200,13 +145,6 @@ def download_settings(**kwargs: Any) -> DownloadSettings:
         fail(_describe(error), exit_code_for(error))
 
 
-def pick_base_url(flag: str | None, environment: dict[str, Setting]) -> str:
-    if flag:
-        return flag
-    setting = environment.get("AEP_BASE_URL")
-    return setting.value if setting else DEFAULT_BASE_URL
-
-
 def print_table(
     title: str, headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, right: int
 ) -> None:
@@ -226,26 +164,6 @@ def print_table(
     for row in rows:
         table.add_row(*row)
     out.print(table)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    try:
-        app()
-    except BrokenPipeError:  # `asyncdl ... | head` must not end in a traceback
-        sys.stderr.close()
-        raise SystemExit(EXIT_FAILED) from None
-    finally:
-        # Interpreter shutdown runs full garbage collections over every object still alive, and
-        # after a run that is mostly what the imports made (~42,000 tracked objects): 25-30 ms
-        # of every run's wall time. Frozen objects are skipped (measured: 32 ms -> 7 ms from the
-        # last atexit hook to the exit). Frozen only now, at the end: frozen at the start, they
-        # would leave the full collections' "long-lived" count near zero and make those run
-        # more often during the run. The young generations are collected first (cheap), so the
-        # run's own short-lived cycles are still finalized. main() is the process entry point
-        # only: an in-process caller would have its whole heap frozen.
-        gc.collect(1)
-        gc.freeze()
 
 
 _SIZE_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,39 +17,49 @@ from rich.progress import (
 
 from ..audience import (
     ExportJob,
-    ExportJobError,
+    ExportOutcome,
     ExportRequest,
-    create_dataset,
-    create_export_job,
+    export_audience,
     iter_export_jobs,
-    wait_for_job,
-)
-from ..config import (
-    DEFAULT_BASE_URL,
 )
 from ..errors import AsyncdlError, ConfigError
-from ..pipeline import DownloadResult, connect, download
+from ..pipeline import connect
 from ._common import (
     EPILOG,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    app,
     credentials_from,
-    download_settings,
     emit,
     err,
     fail,
     iso,
     load_environment,
     out,
-    pick_base_url,
     print_table,
     quietly,
     run_async,
 )
+from .options import (
+    Adaptive,
+    AllowHost,
+    AsJson,
+    BaseUrl,
+    CaBundle,
+    Concurrency,
+    DownloadFlags,
+    Fsync,
+    Quiet,
+    Retries,
+    SegmentSize,
+    SegmentThreshold,
+    Timeout,
+    out_option,
+)
 from .progress import RunRecord, make_listener, summary_json
 from .render import interrupted, render_result
+
+app = typer.Typer()
 
 # -- audience exports ----------------------------------------------------------------------------
 
@@ -60,8 +68,7 @@ EXPORT_EPILOG = (
     "download failed; 2 bad usage; 3 credentials refused; 130 interrupted (the job is cancelled "
     "unless --keep-job)."
 )
-#: Polls start at --poll-interval and double up to this.
-POLL_MAX_S = 10.0
+AUDIENCE_OUT = "audience"
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -97,9 +104,13 @@ class JobWatch:
     """The wait for an export job: a spinner with status and elapsed time on a terminal, a line
     per status change in logs, NDJSON events with ``--json``, nothing with ``--quiet``."""
 
-    def __init__(self, *, quiet: bool, as_json: bool) -> None:
+    def __init__(
+        self, *, quiet: bool, as_json: bool, segments: int = 1, dataset: str | None = None
+    ) -> None:
         self._quiet = quiet
         self._as_json = as_json
+        self._segments = segments
+        self._dataset = dataset
         self.started = time.monotonic()
         self.job_id: int | None = None
         self.status: str | None = None
@@ -110,7 +121,7 @@ class JobWatch:
         self._task: TaskID | None = None
 
     def __enter__(self) -> JobWatch:
-        if not (self._quiet or self._as_json) and err.is_terminal:
+        if not (self._quiet or self._as_json) and err.is_terminal and self._progress is None:
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
@@ -125,6 +136,7 @@ class JobWatch:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+            self._progress = None
 
     @property
     def elapsed_s(self) -> float:
@@ -154,6 +166,43 @@ class JobWatch:
     def on_cancel(self, job_id: int, error: AsyncdlError | None) -> None:
         self.cancel_asked = True
         self.cancel_error = error
+
+    def on_dataset_created(self, dataset_id: str, name: str) -> None:
+        if self._as_json:
+            emit({"event": "dataset", "dataset_id": dataset_id, "name": name})
+        else:
+            out.print(f"created dataset {dataset_id} ({name})", markup=False)
+
+    def on_job_created(self, job: ExportJob) -> None:
+        self.job_id = job.id
+        if self._as_json:
+            emit({"event": "job_created", **_job_json(job)})
+        else:
+            out.print(
+                f"export job {job.id} created: {self._segments} segment(s) "
+                f"into dataset {job.dataset_id or self._dataset or '-'}",
+                markup=False,
+            )
+        self.__enter__()  # the spinner runs while the job does
+
+    def on_wait_broken(self, job_id: int, error: AsyncdlError) -> None:
+        self.__exit__()
+        err.print(
+            f"asyncdl: export job {job_id} may still be running "
+            "(check it with: asyncdl export-jobs)",
+            markup=False,
+        )
+
+    def on_finished(self, job: ExportJob) -> None:
+        self.__exit__()
+        if not self._as_json:
+            profiles = "?" if job.profile_count is None else f"{job.profile_count:,}"
+            out.print(
+                f"export job {job.id} {job.raw_status} after {self.elapsed_s:.1f} s: "
+                f"{profiles} profiles in batch {', '.join(job.batch_ids) or '-'}",
+                markup=False,
+            )
+        self.downloading = bool(job.batch_ids)
 
     def interrupted(self, record: RunRecord, *, keep_job: bool) -> Callable[[], None]:
         def report() -> None:
@@ -217,29 +266,29 @@ def export_audience_command(
         bool,
         typer.Option("--keep-job", help="On Ctrl-C or timeout leave the job running."),
     ] = False,
-    out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Directory to write OUT/<batch id>/<part>.")
-    ] = Path("audience"),
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", "-j", help="Parts downloaded at once.")
-    ] = 8,
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", help=f"API base URL [env AEP_BASE_URL; {DEFAULT_BASE_URL}]"),
-    ] = None,
+    out_dir: out_option(AUDIENCE_OUT) = None,  # type: ignore[valid-type]
+    concurrency: Concurrency = None,
+    base_url: BaseUrl = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    segment_size: SegmentSize = None,
+    segment_threshold: SegmentThreshold = None,
+    adaptive: Adaptive = None,
+    fsync: Fsync = None,
+    allow_host: AllowHost = None,
+    ca_bundle: CaBundle = None,
     poll_interval: Annotated[
         float, typer.Option("--poll-interval", hidden=True, help="First poll after (s).")
     ] = 1.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="NDJSON events and a summary object on stdout.")
-    ] = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
 ) -> None:
     """Export audiences to a dataset, wait for the job, and download its batch(es).
 
     Creates the dataset first with --create-dataset (and prints its id), asks Profile for the
     export, polls until it SUCCEEDED or FAILED, then downloads the output like `download`
-    (verified, resumable). Ctrl-C or --wait-timeout cancel the job unless --keep-job.
+    (verified, resumable, every download option). Ctrl-C or --wait-timeout cancel the job unless
+    --keep-job.
 
     Example: asyncdl export-audience --segment-id 8e1ad0c1-77cb-4ba4-9d7d-4d17e5a2ed30
     --create-dataset "High churn audience" --fields person.name,personalEmail.address
@@ -266,76 +315,45 @@ def export_audience_command(
     except ConfigError as error:
         fail(str(error), EXIT_USAGE)
     environment = load_environment(ctx)
-    settings = download_settings(
-        base_url=pick_base_url(base_url, environment), out_dir=out_dir, concurrency=concurrency
+    flags = DownloadFlags(
+        out=out_dir or AUDIENCE_OUT,
+        concurrency=concurrency,
+        retries=retries,
+        timeout=timeout,
+        segment_size=segment_size,
+        segment_threshold=segment_threshold,
+        adaptive=adaptive,
+        fsync=fsync,
+        allow_host=allow_host,
+        ca_bundle=ca_bundle,
+        base_url=base_url,
     )
+    settings = flags.settings(environment)
     credentials = credentials_from(environment)
-    watch = JobWatch(quiet=quiet, as_json=as_json)
+    watch = JobWatch(
+        quiet=quiet, as_json=as_json, segments=len(request.segment_ids), dataset=dataset
+    )
     record = make_listener(quiet=quiet, as_json=as_json)
 
-    async def job() -> tuple[ExportJob, DownloadResult | None]:
-        async with connect(credentials, settings=settings) as client:
-            target = dataset
-            if create_dataset_name is not None:
-                target = await create_dataset(client, create_dataset_name)
-                if as_json:
-                    emit({"event": "dataset", "dataset_id": target, "name": create_dataset_name})
-                else:
-                    out.print(f"created dataset {target} ({create_dataset_name})", markup=False)
-            assert target is not None
-            created = await create_export_job(
-                client, dataclasses.replace(request, dataset_id=target)
-            )
-            watch.job_id = created.id
-            if as_json:
-                emit({"event": "job_created", **_job_json(created)})
-            else:
-                out.print(
-                    f"export job {created.id} created: {len(request.segment_ids)} segment(s) "
-                    f"into dataset {target}",
-                    markup=False,
+    async def job() -> ExportOutcome:
+        try:
+            with record:
+                return await export_audience(
+                    request,
+                    create_dataset_name=create_dataset_name,
+                    timeout_s=timeout_s,
+                    keep_job=keep_job,
+                    poll_min_s=poll_interval,
+                    credentials=credentials,
+                    settings=settings,
+                    listener=watch,
+                    on_progress=record,
                 )
-            try:
-                with watch:
-                    finished = await wait_for_job(
-                        client,
-                        created.id,
-                        timeout_s=timeout_s,
-                        poll_min_s=poll_interval,
-                        poll_max_s=max(POLL_MAX_S, poll_interval),
-                        on_status=watch.on_status,
-                        keep_job=keep_job,
-                        on_cancel=watch.on_cancel,
-                    )
-            except AsyncdlError as error:
-                if not isinstance(error, ExportJobError):  # the wait broke, not the job
-                    err.print(
-                        f"asyncdl: export job {created.id} may still be running "
-                        "(check it with: asyncdl export-jobs)",
-                        markup=False,
-                    )
-                raise
-        if not as_json:
-            profiles = "?" if finished.profile_count is None else f"{finished.profile_count:,}"
-            out.print(
-                f"export job {finished.id} {finished.raw_status} after {watch.elapsed_s:.1f} s: "
-                f"{profiles} profiles in batch {', '.join(finished.batch_ids) or '-'}",
-                markup=False,
-            )
-        if not finished.batch_ids:
-            return finished, None
-        watch.downloading = True
-        with record:
-            result = await download(
-                None,
-                batch_ids=finished.batch_ids,
-                credentials=credentials,
-                settings=settings,
-                on_progress=record,
-            )
-        return finished, result
+        finally:
+            watch.__exit__()
 
-    finished, result = run_async(job, on_interrupt=watch.interrupted(record, keep_job=keep_job))
+    outcome = run_async(job, on_interrupt=watch.interrupted(record, keep_job=keep_job))
+    finished, result = outcome.job, outcome.result
     if result is None:
         if finished.profile_count:
             fail(f"export job {finished.id} SUCCEEDED but names no output batch", EXIT_FAILED)
@@ -359,7 +377,7 @@ def export_jobs_command(
         typer.Option("--status", help="Only jobs with this status (NEW, PROCESSING, SUCCEEDED…)."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many jobs.")] = 20,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL.")] = None,
+    base_url: BaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List Profile export jobs, newest first (follows the API's pages as needed).
@@ -370,7 +388,7 @@ def export_jobs_command(
         fail(f"--limit must be at least 1, got {limit}", EXIT_USAGE)
     environment = load_environment(ctx)
     credentials = credentials_from(environment)
-    settings = download_settings(base_url=pick_base_url(base_url, environment))
+    settings = DownloadFlags(base_url=base_url).settings(environment)
 
     async def job() -> list[ExportJob]:
         async with connect(credentials, settings=settings) as client:

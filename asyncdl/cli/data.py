@@ -15,8 +15,6 @@ from ..errors import AsyncdlError, ConfigError
 from ._common import (
     EPILOG,
     EXIT_OK,
-    app,
-    config_app,
     emit,
     exit_code_for,
     fail,
@@ -25,6 +23,9 @@ from ._common import (
     out,
 )
 from .render import render_report, report_json
+
+app = typer.Typer()
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 
 
 @app.command("inspect", epilog=EPILOG)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..config import (
-    DEFAULT_BASE_URL,
-    BatchSelection,
-)
+from ..config import BatchSelection
 from ..errors import ConfigError
 from ..listing import Marker, OpenedPart, Rejected, iter_batches, iter_parts
 from ..models import Batch, Part
@@ -21,9 +17,7 @@ from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    app,
     credentials_from,
-    download_settings,
     emit,
     err,
     fail,
@@ -31,16 +25,30 @@ from ._common import (
     load_environment,
     mb,
     out,
-    parse_size,
-    pick_base_url,
     print_table,
     quietly,
     run_async,
 )
+from .options import (
+    Adaptive,
+    AllowHost,
+    AsJson,
+    BaseUrl,
+    CaBundle,
+    Concurrency,
+    DownloadFlags,
+    Fsync,
+    Out,
+    Quiet,
+    Retries,
+    SegmentSize,
+    SegmentThreshold,
+    Timeout,
+)
 from .progress import batch_json, make_listener, summary_json
 from .render import interrupted, render_plan, render_result
 
-# -- commands ------------------------------------------------------------------------------------
+app = typer.Typer()
 
 
 @app.command("download", epilog=EPILOG)
@@ -50,12 +58,8 @@ def download_command(
         str | None,
         typer.Argument(help="The dataset to download (Customer AI: 'Access scores' dialog)."),
     ] = None,
-    out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Directory to write OUT/<batch id>/<part>.")
-    ] = Path("scores"),
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", "-j", help="Parts downloaded at once.")
-    ] = 8,
+    out_dir: Out = None,
+    concurrency: Concurrency = None,
     latest: Annotated[
         int, typer.Option("--latest", help="How many of the newest successful batches.")
     ] = 1,
@@ -74,51 +78,17 @@ def download_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be fetched; fetch nothing.")
     ] = False,
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", help=f"API base URL [env AEP_BASE_URL; {DEFAULT_BASE_URL}]"),
-    ] = None,
-    retries: Annotated[
-        int, typer.Option("--retries", help="Attempts per part and per listing page.")
-    ] = 8,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds one part may take, retries included.")
-    ] = 1800.0,
-    segment_size: Annotated[
-        str, typer.Option("--segment-size", help="Bytes per ranged segment of a big part.")
-    ] = "32Mi",
-    segment_threshold: Annotated[
-        str,
-        typer.Option("--segment-threshold", help="Parts at least this big go in segments."),
-    ] = "64Mi",
-    adaptive: Annotated[
-        bool,
-        typer.Option(
-            "--adaptive/--no-adaptive", help="Halve concurrency on 429, grow back on success."
-        ),
-    ] = True,
-    fsync: Annotated[
-        bool,
-        typer.Option(
-            "--fsync/--no-fsync",
-            help="Sync each part to disk before naming it, so a power loss cannot leave a part"
-            " the manifest vouches for. --no-fsync: faster on slow network file systems.",
-        ),
-    ] = True,
-    allow_host: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-host",
-            help="Also follow hrefs to this host (repeatable); it never receives credentials.",
-        ),
-    ] = None,
-    ca_bundle: Annotated[
-        Path | None, typer.Option("--ca-bundle", help="Extra CA certificates (PEM) to trust.")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="NDJSON events and a summary object on stdout.")
-    ] = False,
+    base_url: BaseUrl = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    segment_size: SegmentSize = None,
+    segment_threshold: SegmentThreshold = None,
+    adaptive: Adaptive = None,
+    fsync: Fsync = None,
+    allow_host: AllowHost = None,
+    ca_bundle: CaBundle = None,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
 ) -> None:
     """Download a dataset's newest successful batch (or --latest N, or --batch ID ...).
 
@@ -132,19 +102,20 @@ def download_command(
     if batch and latest != 1:
         fail("--latest and --batch are exclusive", EXIT_USAGE)
     environment = load_environment(ctx)
-    settings = download_settings(
-        base_url=pick_base_url(base_url, environment),
-        out_dir=out_dir,
+    flags = DownloadFlags(
+        out=out_dir,
         concurrency=concurrency,
-        max_attempts=retries,
-        part_timeout_s=timeout,
-        allowed_hosts=frozenset(allow_host or ()),
-        ca_bundle=ca_bundle,
-        segment_bytes=parse_size(segment_size),
-        segment_threshold_bytes=parse_size(segment_threshold),
+        retries=retries,
+        timeout=timeout,
+        segment_size=segment_size,
+        segment_threshold=segment_threshold,
         adaptive=adaptive,
         fsync=fsync,
+        allow_host=allow_host,
+        ca_bundle=ca_bundle,
+        base_url=base_url,
     )
+    settings = flags.settings(environment)
     credentials = credentials_from(environment)
     try:
         selection = BatchSelection(latest=latest, batch_ids=tuple(batch or ()))
@@ -191,7 +162,7 @@ def batches_command(
     since: Annotated[
         str | None, typer.Option("--since", help="Created on or after (YYYY-MM-DD or ISO).")
     ] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL.")] = None,
+    base_url: BaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List a dataset's batches, newest first (pages the Catalog as needed).
@@ -203,7 +174,7 @@ def batches_command(
     since_ms = _parse_since(since) if since else None
     environment = load_environment(ctx)
     credentials = credentials_from(environment)
-    settings = download_settings(base_url=pick_base_url(base_url, environment))
+    settings = DownloadFlags(base_url=base_url).settings(environment)
 
     async def job() -> list[Batch]:
         async with connect(credentials, settings=settings) as client:
@@ -261,7 +232,7 @@ def _parse_since(text: str) -> int:
 def files_command(
     ctx: typer.Context,
     batch_id: Annotated[str, typer.Argument(help="The batch whose parts to list.")],
-    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL.")] = None,
+    base_url: BaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List every part of a batch with its size, across all pages and nested directories.
@@ -270,7 +241,7 @@ def files_command(
     """
     environment = load_environment(ctx)
     credentials = credentials_from(environment)
-    settings = download_settings(base_url=pick_base_url(base_url, environment))
+    settings = DownloadFlags(base_url=base_url).settings(environment)
 
     async def job() -> list[Part | Marker | Rejected]:
         entries: list[Part | Marker | Rejected] = []

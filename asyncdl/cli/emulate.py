@@ -19,8 +19,6 @@ from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    app,
-    download_settings,
     err,
     exit_code_for,
     fail,
@@ -28,12 +26,25 @@ from ._common import (
     parse_size,
     run_async,
 )
+from .options import (
+    Adaptive,
+    Concurrency,
+    DownloadFlags,
+    Fsync,
+    Retries,
+    SegmentSize,
+    SegmentThreshold,
+    Timeout,
+    out_option,
+)
 from .progress import make_listener
 
 if TYPE_CHECKING:
     from ..emulator import DatasetSpec, Emulator, EmulatorConfig, Faults, Variants
 
 from .render import glimpse, interrupted, render_report, render_result
+
+app = typer.Typer()
 
 
 def _emulator_config(
@@ -276,13 +287,19 @@ async def _stop_on_sigterm(scope: anyio.CancelScope) -> None:
             return
 
 
-DEMO_OUT = Path("demo-scores")
+DEMO_OUT = "demo-scores"
 
 
 @app.command("demo")
 def demo_command(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to download.")] = DEMO_OUT,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-j", help="Parallel parts.")] = 8,
+    out_dir: out_option(DEMO_OUT) = None,  # type: ignore[valid-type]
+    concurrency: Concurrency = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    segment_size: SegmentSize = None,
+    segment_threshold: SegmentThreshold = None,
+    adaptive: Adaptive = None,
+    fsync: Fsync = None,
 ) -> None:
     """Start the emulator in-process, download its newest batch, and show a glimpse of the scores.
 
@@ -302,20 +319,31 @@ def demo_command(
         faults=Faults(),
     )
     listener = make_listener(quiet=False, as_json=False)
+    flags = DownloadFlags(
+        out=out_dir or DEMO_OUT,
+        concurrency=concurrency,
+        retries=retries,
+        timeout=timeout,
+        segment_size=segment_size,
+        segment_threshold=segment_threshold,
+        adaptive=adaptive,
+        fsync=fsync,
+    )
+    flags.settings({})  # a bad value is a usage error before the emulator starts
 
     async def job() -> tuple[str, DownloadResult]:
         async with running_emulator(config) as emu:
             out.print(f"emulator running at {emu.base_url}", markup=False)
-            settings = download_settings(
-                base_url=emu.base_url, out_dir=out_dir, concurrency=concurrency
-            )
+            settings = flags.settings({}, base_url=emu.base_url)
             credentials = Credentials(
                 api_key=config.api_key,
                 org_id=config.org_id,
                 access_token=config.static_tokens[0],
             )
             out.print(
-                f"$ asyncdl download {dataset.id} --out {out_dir} -j {concurrency}", markup=False
+                f"$ asyncdl download {dataset.id} --out {settings.out_dir} "
+                f"-j {settings.concurrency}",
+                markup=False,
             )
             with listener:
                 result = await download(

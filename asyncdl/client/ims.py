@@ -7,12 +7,11 @@ from collections.abc import Awaitable, Callable
 from ..auth import TokenGrant, lifetime_s
 from ..config import Credentials
 from ..errors import AuthError, ProtocolError
+from ..models import IMS_TOKEN_PATH
 from .failures import error_from
 from .transport import aiohttp, translate
 
-__all__ = ["IMS_TOKEN_PATH", "request_grant"]
-
-IMS_TOKEN_PATH = "/ims/token/v3"
+__all__ = ["request_grant"]
 
 
 async def request_grant(

@@ -9,22 +9,14 @@ from urllib.parse import quote
 
 from ..client import AEPClient
 from ..errors import NoBatchError, NotFoundError, ProtocolError
-from ..models import CATALOG_PATH, Batch, BatchMetrics
+from ..models import CATALOG_PATH, Batch, BatchMetrics, count
 
 __all__ = ["CATALOG_PAGE_MAX", "get_batch", "iter_batches", "latest_batches", "metric"]
 
 CATALOG_PAGE_MAX = 100
 
 
-def metric(value: Any) -> int | None:
-    """A Catalog metric as a count: ints and numeric strings; ``-1``, negatives, junk: unknown."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = int(str(value).strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if number >= 0 else None
+metric = count  # Catalog metrics and timestamps: counts as producers write them
 
 
 def _batch_from(batch_id: str, body: Any) -> Batch:

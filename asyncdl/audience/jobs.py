@@ -1,11 +1,11 @@
-"""Audience (segment) exports to a dataset: the Profile export-jobs workflow, without printing.
+"""Profile export jobs: the request and job values and the API calls, without printing.
 
 Owns the request and job values, ``POST /data/foundation/catalog/dataSets`` for a new target
 dataset, and ``/data/core/ups/export/jobs``: create a job, poll it with capped backoff until it
 SUCCEEDED or FAILED (bounded by a timeout), cancel it, list jobs across relative ``link.next``
 pages. A wait that is cancelled (Ctrl-C) or runs out of time first asks AEP to cancel the job, in
 a shielded and time-boxed scope, unless the caller keeps it; the cancellation itself always goes
-on. Downloading the output is the pipeline's job: a finished ``ExportJob`` carries its batch ids.
+on. Downloading the output is ``workflow``'s: a finished ``ExportJob`` carries its batch ids.
 Answers spell the destination's dataset key ``datasetId`` or ``dataSetId``: both are accepted.
 """
 
@@ -19,8 +19,8 @@ from urllib.parse import quote, urlencode
 
 import anyio
 
-from .client import AEPClient
-from .errors import (
+from ..client import AEPClient
+from ..errors import (
     AsyncdlError,
     ConfigError,
     ExportJobError,
@@ -28,10 +28,9 @@ from .errors import (
     ExportTimeoutError,
     ProtocolError,
 )
-from .models import CATALOG_PATH
+from ..models import CATALOG_PATH, EXPORT_JOBS_PATH, UPS_PATH, integer
 
 __all__ = [
-    "EXPORT_JOBS_PATH",
     "PROFILE_SCHEMA_NAME",
     "PROFILE_UNION_SCHEMA_ID",
     "ExportJob",
@@ -49,8 +48,6 @@ __all__ = [
     "wait_for_job",
 ]
 
-UPS_PATH = "/data/core/ups"
-EXPORT_JOBS_PATH = f"{UPS_PATH}/export/jobs"
 PROFILE_SCHEMA_NAME = "_xdm.context.profile"
 PROFILE_UNION_SCHEMA_ID = "https://ns.adobe.com/xdm/context/profile__union"
 XED_CONTENT_TYPE = "application/vnd.adobe.xed+json;version=1"
@@ -139,17 +136,7 @@ class ExportRequest:
         return body
 
 
-def _int(value: Any) -> int | None:
-    """An integer as AEP writes it: ``100``, ``100.0`` (a JSON float) or ``"100"``/``"100.0"``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        number = float(value.strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return int(number) if number.is_integer() else None
+_int = integer
 
 
 def _text(value: Any) -> str | None:

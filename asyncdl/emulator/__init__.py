@@ -17,7 +17,8 @@ from asyncdl.emulator.config import (
     default_cache_dir,
 )
 from asyncdl.emulator.data import SCHEMA, TruthBatch, TruthDataset, TruthFile, TruthPart
-from asyncdl.emulator.server import Emulator, RecordedRequest, running_emulator, serve
+from asyncdl.emulator.recording import RecordedRequest
+from asyncdl.emulator.server import Emulator, running_emulator, serve
 from asyncdl.emulator.variants import HOSTILE_NAMES
 
 __all__ = [

@@ -12,7 +12,7 @@ cancels a job that is still running and answers 200 with the job. The listing pa
 cursors. Adobe's examples spell the destination's dataset key both ways, so this service does
 too: ``datasetId`` for even job ids, ``dataSetId`` for odd ones; ``export_job_quirks`` adds the
 other shapes producers show (``id`` as ``100.0``, one batch as an object, not a list). Nothing
-here does HTTP; the server turns the (status, body) pairs into answers.
+here does HTTP; jobs.py turns the (status, body) pairs into answers.
 """
 
 from __future__ import annotations

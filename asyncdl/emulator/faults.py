@@ -3,7 +3,8 @@ decisions, and the per-(method, path + query) cap that guarantees every client t
 
 Decisions are deterministic per request key: the n-th request for a key draws from a generator
 seeded with (seed, method, path + query, n), so concurrency does not change which attempt of a
-given URL fails. Nothing here does I/O; the server turns decisions into answers.
+given URL fails. Nothing here does I/O; the request wrapper (recording.py) turns decisions into
+answers.
 """
 
 from __future__ import annotations

@@ -325,11 +325,9 @@ class ExportJobs:
             batch = output.batch
             if batch is None or batch.id in self._registered:
                 continue
-            dataset = index.datasets[batch.dataset_id]
-            index.datasets[dataset.id] = replace(dataset, batches=(*dataset.batches, batch))
-            index.batches[batch.id] = batch
-            index.predecessors[batch.id] = []  # an export replaces nothing
-            # Data Access serves it from here on: the served view reads index.batches.
+            # An export replaces nothing. Data Access serves it from here on: the served view
+            # reads index.batches.
+            index.add(batch, replaces=False)
             self._registered[batch.id] = batch
 
     def _find(self, raw_id: str) -> _Job | None:

@@ -168,6 +168,13 @@ def serve_command(
     rate_limit: Annotated[
         float | None, typer.Option("--rate-limit", help="Requests/s before 429s.")
     ] = None,
+    rate_limit_debt: Annotated[
+        bool,
+        typer.Option(
+            "--rate-limit-debt",
+            help="A refused request still costs a token: hammering prolongs the 429s.",
+        ),
+    ] = False,
     foreign_origin: Annotated[
         str | None, typer.Option("--foreign-origin", help="Point part hrefs at this origin.")
     ] = None,
@@ -246,6 +253,7 @@ def serve_command(
             range_support=not no_range,
             max_faults_per_path=max_faults,
             rate_limit_rps=rate_limit,
+            rate_limit_debt=rate_limit_debt,
             foreign_origin=foreign_origin,
             hostile_names=hostile_names,
         )

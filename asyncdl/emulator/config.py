@@ -97,6 +97,14 @@ class Faults:
     but short body: Content-Length (and Content-Range's total) describe a file that ends where
     the body does, which is what a stale listing looks like to a client; only the listed
     length reveals it.
+
+    ``rate_limit_rps`` is one token bucket for every request that passes the gateway's checks:
+    a burst of ``max(1, rps)``, then ``rps`` per second; an empty bucket answers 429 with a
+    Retry-After. By default a refused request costs nothing, so a client that hammers gets each
+    token as soon as it exists. ``rate_limit_debt`` makes the bucket punish that, as real
+    gateways do: a refused request still takes its token, so the bucket goes into debt (at
+    most ten seconds of refill, ``rps * 10`` tokens) and requests during the penalty prolong
+    it; Retry-After says when the bucket is back at one token.
     """
 
     seed: int = 0
@@ -111,6 +119,7 @@ class Faults:
     foreign_origin: str | None = None
     hostile_names: bool = False
     rate_limit_rps: float | None = None
+    rate_limit_debt: bool = False
     wrong_metrics: bool = False
 
     def __post_init__(self) -> None:
@@ -136,6 +145,8 @@ class Faults:
             math.isfinite(self.rate_limit_rps) and self.rate_limit_rps > 0
         ):
             raise ConfigError(f"rate_limit_rps must be > 0, got {self.rate_limit_rps!r}")
+        if self.rate_limit_debt and self.rate_limit_rps is None:
+            raise ConfigError("rate_limit_debt needs a rate limit (rate_limit_rps)")
         if self.foreign_origin is not None:
             origin = _check_origin("foreign_origin", self.foreign_origin)
             object.__setattr__(self, "foreign_origin", origin)

@@ -9,7 +9,6 @@ wait until everything received has been recorded. Nothing here prints.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from aiohttp import web
 
 from asyncdl.emulator import gateway
 from asyncdl.emulator.answers import Exchange, Route
-from asyncdl.emulator.faults import RATE_LIMIT_ERROR, Refusal
 from asyncdl.emulator.state import State
 
 __all__ = ["Handler", "RecordedRequest", "Recorder"]
@@ -112,18 +110,10 @@ class Recorder:
         if refused is not None:
             return refused
         injector = state.injector
-        wait_s = injector.rate_limit_wait()
-        if wait_s is not None:
+        limited = injector.rate_limit_refusal()
+        if limited is not None:
             exchange.fault = "rate_limit"
-            return gateway.refusal_answer(
-                Refusal(
-                    kind="rate_limit",
-                    status=429,
-                    retry_after_s=max(1, math.ceil(wait_s)),
-                    gateway=RATE_LIMIT_ERROR,
-                ),
-                config,
-            )
+            return gateway.refusal_answer(limited, config)
         exchange.ticket = injector.ticket(request.method, request.raw_path)
         refusal = exchange.ticket.refusal()
         if refusal is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import signal
 import sys
 from pathlib import Path
@@ -40,7 +42,7 @@ from .options import (
 from .progress import make_listener
 
 if TYPE_CHECKING:
-    from ..emulator import DatasetSpec, Emulator, EmulatorConfig, Faults, Variants
+    from ..emulator import DatasetSpec, Emulator, EmulatorConfig, Faults, TruthBatch, Variants
 
 from .render import glimpse, interrupted, render_report, render_result
 
@@ -104,6 +106,12 @@ def _check_variants(names: list[str] | None) -> list[str]:
             f"unknown variant {', '.join(map(repr, unknown))}; known: {', '.join(VARIANT_FLAGS)}"
         )
     return names or []
+
+
+def _check_period(seconds: float | None) -> float | None:
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise typer.BadParameter(f"must be a number of seconds > 0, got {seconds}")
+    return seconds
 
 
 def _variants(names: list[str], *, every: bool, response_limit: float | None) -> Variants:
@@ -171,6 +179,13 @@ def serve_command(
     rate_limit: Annotated[
         float | None, typer.Option("--rate-limit", help="Requests/s before 429s.")
     ] = None,
+    rate_limit_debt: Annotated[
+        bool,
+        typer.Option(
+            "--rate-limit-debt",
+            help="A refused request still costs a token: hammering prolongs the 429s.",
+        ),
+    ] = False,
     foreign_origin: Annotated[
         str | None, typer.Option("--foreign-origin", help="Point part hrefs at this origin.")
     ] = None,
@@ -205,6 +220,19 @@ def serve_command(
             help="Cut a download still sending after S seconds (AEP's limit is 60).",
         ),
     ] = None,
+    append_only: Annotated[
+        bool,
+        typer.Option("--append-only", help="No replays: no batch replaces an earlier one."),
+    ] = False,
+    new_batch_every: Annotated[
+        float | None,
+        typer.Option(
+            "--new-batch-every",
+            metavar="S",
+            callback=_check_period,
+            help="Add a successful batch (a new scoring run) to the dataset every S seconds.",
+        ),
+    ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Where generated parts are kept.")
     ] = None,
@@ -225,6 +253,7 @@ def serve_command(
             rows_per_part=rows,
             part_bytes=parse_size(part_size) if part_size else None,
             nested=nested,
+            append_only=append_only,
         )
         faults = Faults(
             error_5xx_rate=error_rate,
@@ -235,6 +264,7 @@ def serve_command(
             range_support=not no_range,
             max_faults_per_path=max_faults,
             rate_limit_rps=rate_limit,
+            rate_limit_debt=rate_limit_debt,
             foreign_origin=foreign_origin,
             hostile_names=hostile_names,
         )
@@ -263,12 +293,29 @@ def serve_command(
         for line in _emulator_env(emu):
             out.print(f"  {line}", markup=False)
         out.print(f"  asyncdl download {emu.config.datasets[0].id}", markup=False)
+        if new_batch_every is not None:
+            out.print(f"a new batch every {new_batch_every:g} s", markup=False)
+
+    def new_batch(batch: TruthBatch) -> None:
+        created = dt.datetime.fromtimestamp(batch.created_ms / 1000, tz=dt.UTC)
+        out.print(
+            f"new batch {batch.id} in dataset {batch.dataset_id}: {len(batch.parts)} parts,"
+            f" {batch.size} bytes, created {created:%Y-%m-%dT%H:%M:%SZ}",
+            markup=False,
+        )
 
     async def job() -> None:
         async with anyio.create_task_group() as tg:
             if sys.platform != "win32":  # asyncio has no signal receivers on Windows
                 tg.start_soon(_stop_on_sigterm, tg.cancel_scope)
-            await serve_emulator(config, host=host, port=port, on_ready=ready)
+            await serve_emulator(
+                config,
+                host=host,
+                port=port,
+                on_ready=ready,
+                new_batch_every_s=new_batch_every,
+                on_new_batch=new_batch,
+            )
 
     def stopped() -> None:
         err.print("emulator stopped", markup=False)

@@ -3,7 +3,9 @@ batches and datasets, Data Access listings and downloads, over generated Custome
 with seeded faults and switchable response shapes (``Variants``). It imports ``asyncdl.models``,
 ``asyncdl.errors`` and itself, never any client code.
 
-Use ``running_emulator(config)`` in tests, ``serve(...)`` for a long-running process.
+Use ``running_emulator(config)`` in tests, ``serve(...)`` for a long-running process. The world
+can change while it serves: ``Emulator.add_batch`` adds a generated batch (a new scoring run),
+``Emulator.set_status`` lets a batch created earlier succeed later.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from asyncdl.emulator.config import (
     default_cache_dir,
 )
 from asyncdl.emulator.data import SCHEMA, TruthBatch, TruthDataset, TruthFile, TruthPart
-from asyncdl.emulator.server import Emulator, RecordedRequest, running_emulator, serve
+from asyncdl.emulator.recording import RecordedRequest
+from asyncdl.emulator.server import Emulator, running_emulator, serve
 from asyncdl.emulator.variants import HOSTILE_NAMES
 
 __all__ = [

@@ -2,8 +2,9 @@
 (a directory of parts, a listing of further dataSetFiles, or a complete file's bytes) and the
 downloads of listed entries, with the download faults and the variants that shape them.
 
-The server's wrapper has already run the gateway checks and drawn the request's fault ticket;
-these functions only decide what a correct Data Access would answer, then how it is sent.
+The request wrapper (recording.py) has already run the gateway checks and drawn the request's
+fault ticket; these functions only decide what a correct Data Access would answer, then how
+it is sent.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ cancels a job that is still running and answers 200 with the job. The listing pa
 cursors. Adobe's examples spell the destination's dataset key both ways, so this service does
 too: ``datasetId`` for even job ids, ``dataSetId`` for odd ones; ``export_job_quirks`` adds the
 other shapes producers show (``id`` as ``100.0``, one batch as an object, not a list). Nothing
-here does HTTP; the server turns the (status, body) pairs into answers.
+here does HTTP; jobs.py turns the (status, body) pairs into answers.
 """
 
 from __future__ import annotations
@@ -325,11 +325,9 @@ class ExportJobs:
             batch = output.batch
             if batch is None or batch.id in self._registered:
                 continue
-            dataset = index.datasets[batch.dataset_id]
-            index.datasets[dataset.id] = replace(dataset, batches=(*dataset.batches, batch))
-            index.batches[batch.id] = batch
-            index.predecessors[batch.id] = []  # an export replaces nothing
-            # Data Access serves it from here on: the served view reads index.batches.
+            # An export replaces nothing. Data Access serves it from here on: the served view
+            # reads index.batches.
+            index.add(batch, replaces=False)
             self._registered[batch.id] = batch
 
     def _find(self, raw_id: str) -> _Job | None:

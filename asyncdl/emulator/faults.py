@@ -3,7 +3,8 @@ decisions, and the per-(method, path + query) cap that guarantees every client t
 
 Decisions are deterministic per request key: the n-th request for a key draws from a generator
 seeded with (seed, method, path + query, n), so concurrency does not change which attempt of a
-given URL fails. Nothing here does I/O; the server turns decisions into answers.
+given URL fails. Nothing here does I/O; the request wrapper (recording.py) turns decisions into
+answers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from asyncdl.emulator.config import Faults
 
 __all__ = [
+    "MAX_DEBT_S",
     "RATE_LIMIT_ERROR",
     "FaultInjector",
     "FaultTicket",
@@ -26,6 +28,12 @@ __all__ = [
 ]
 
 _ERROR_STATUSES = (500, 502, 503, 504)
+#: How deep a bucket in debt (Faults.rate_limit_debt) can go, in seconds of refill: deep enough
+#: that hammering never pays, shallow enough that a client that stops recovers soon.
+MAX_DEBT_S = 10.0
+# Refill is computed in floating point: a client that waits exactly its Retry-After must find
+# the token it was promised, not 0.9999999 of it.
+_EPSILON = 1e-9
 #: The gateway's own refusal when its rate limit is hit (it comes with a Retry-After).
 RATE_LIMIT_ERROR = ("429050", "Too many requests")
 #: What an injected 429 says: a service quota or the developer key's.
@@ -130,21 +138,41 @@ class FaultInjector:
         rps = faults.rate_limit_rps
         # A full bucket of max(1, K) tokens: a burst of K passes, the steady rate is K per second.
         self._capacity = max(1.0, rps) if rps is not None else 0.0
+        self._floor = -rps * MAX_DEBT_S if rps is not None and faults.rate_limit_debt else 0.0
         self._tokens = self._capacity
         self._refilled = clock()
 
     def rate_limit_wait(self) -> float | None:
-        """None when a token was taken; else seconds until one is free."""
+        """None when a token was taken; else seconds until the bucket holds one again.
+
+        In debt mode the refused request is charged too (down to the floor), and the wait
+        counts from after that charge: a client asking again sooner only digs deeper.
+        """
         rps = self.faults.rate_limit_rps
         if rps is None:
             return None
         now = self._clock()
         self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * rps)
         self._refilled = now
-        if self._tokens >= 1.0:
+        if self._tokens >= 1.0 - _EPSILON:
             self._tokens -= 1.0
             return None
+        if self.faults.rate_limit_debt:
+            self._tokens = max(self._floor, self._tokens - 1.0)
         return (1.0 - self._tokens) / rps
+
+    def rate_limit_refusal(self) -> Refusal | None:
+        """The gateway's 429 when the bucket has no token for this request, else None (the
+        token is taken). Retry-After is whole seconds, rounded up: waiting it is enough."""
+        wait_s = self.rate_limit_wait()
+        if wait_s is None:
+            return None
+        return Refusal(
+            kind="rate_limit",
+            status=429,
+            retry_after_s=max(1, math.ceil(wait_s)),
+            gateway=RATE_LIMIT_ERROR,
+        )
 
     def ticket(self, method: str, path_qs: str) -> FaultTicket:
         key = (method, path_qs)

@@ -262,9 +262,10 @@ def _split(file: TruthFile) -> tuple[tuple[TruthPart, ...], _Subdirs]:
 
 
 def serve_batch(batch: TruthBatch, variants: Variants) -> ServedBatch:
-    """The served view of one batch (a failed batch lists nothing)."""
+    """The served view of one batch; only a successful batch lists anything (a batch still
+    processing already has its parts, but Data Access offers none of them yet)."""
     builder = _Builder(batch, variants)
-    files = batch.files
+    files = batch.files if batch.status == "success" else ()
     count = len(files)
     nested_at = 0 if variants.nested_datasetfiles else None
     single_at = count - 1 if variants.single_file else None
@@ -304,8 +305,9 @@ _HOSTILE_BY_NAME = {entry.name: entry for entry in _HOSTILE}
 class ServedView:
     """Every batch's served view under one ``Variants``, built per batch on first use.
 
-    Batches come from ``batches`` (the Index's live dict: export jobs add to it), so a batch
-    registered later is served as soon as it is asked for.
+    Batches come from ``batches`` (the Index's live dict: export jobs and added batches go
+    there), so a batch registered later is served as soon as it is asked for; a batch whose
+    status changes is ``forget``-ten and built again from its new truth.
     """
 
     def __init__(self, batches: Mapping[str, TruthBatch], variants: Variants) -> None:
@@ -323,6 +325,13 @@ class ServedView:
             served = self._served[batch_id] = serve_batch(truth, self.variants)
             self._owner.update(dict.fromkeys(served.nodes, batch_id))
         return served
+
+    def forget(self, batch_id: str) -> None:
+        """Drop what was built for ``batch_id``: the next request builds it from ``batches``."""
+        served = self._served.pop(batch_id, None)
+        if served is not None:
+            for node_id in served.nodes:
+                del self._owner[node_id]
 
     def node(self, node_id: str) -> tuple[ServedBatch, Node] | None:
         """The node ``node_id`` and its batch; None when no batch serves it."""

@@ -9,8 +9,8 @@ with an explicit port, ``length`` as a string, ``_SUCCESS`` markers listed like 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +20,8 @@ from asyncdl.emulator.variants import Entry, ServedBatch
 from asyncdl.models import EXPORT_PATH
 
 __all__ = [
+    "BATCH_STATUSES",
+    "FAILED_STATUSES",
     "Index",
     "Page",
     "batch_files_json",
@@ -33,28 +35,75 @@ __all__ = [
 ]
 
 
+#: The statuses Catalog documents for a batch.
+BATCH_STATUSES = frozenset(
+    {
+        "success",
+        "failure",
+        "failed",
+        "processing",
+        "queued",
+        "retrying",
+        "stalled",
+        "aborted",
+        "loading",
+        "loaded",
+        "staged",
+        "active",
+        "staging",
+        "deleted",
+    }
+)
+#: The ones that end a batch without output: Catalog shows their ``errors``.
+FAILED_STATUSES = frozenset({"failed", "failure", "aborted"})
+
+
 class Index:
     """Lookups by id over the world: datasets, batches and their replay predecessors.
 
-    Export jobs add their batches here; where a batch's parts are listed is the served view's
-    business (variants.py), built from ``batches``.
+    A batch's predecessors are decided when it is registered, as a producer declares its
+    replay when it creates the batch: the dataset's newest successful batch at that moment
+    (failed batches too name it; the world's first batch and every batch of an ``append_only``
+    dataset name none). A batch created earlier that succeeds later therefore replaces what
+    was current when it was created. Export jobs and ``Emulator.add_batch`` add batches here;
+    where a batch's parts are listed is the served view's business (variants.py), built from
+    ``batches``.
     """
 
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.datasets: dict[str, TruthDataset] = {d.id: d for d in world.datasets}
+    def __init__(self, world: World, *, append_only: Collection[str] = ()) -> None:
+        self.append_only = frozenset(append_only)  # dataset ids whose batches never replay
+        self.datasets: dict[str, TruthDataset] = {}
         self.batches: dict[str, TruthBatch] = {}
         self.predecessors: dict[str, list[str]] = {}
+        #: Unix ms of the last status change of batches re-statused while serving.
+        self.changed_ms: dict[str, int] = {}
         for dataset in world.datasets:
-            previous: str | None = None
+            self.datasets[dataset.id] = replace(dataset, batches=())
             for batch in dataset.batches:
-                self.batches[batch.id] = batch
-                self.predecessors[batch.id] = [previous] if previous else []
-                if batch.status == "success":
-                    previous = batch.id
+                self.add(batch)
 
     def dataset_of(self, batch: TruthBatch) -> TruthDataset:
         return self.datasets[batch.dataset_id]
+
+    def add(self, batch: TruthBatch, *, replaces: bool = True) -> None:
+        """Register ``batch`` as its dataset's newest; unless ``replaces`` is False (an export
+        replaces nothing) it names the newest successful batch as its predecessor."""
+        dataset = self.datasets[batch.dataset_id]
+        previous = next((b.id for b in reversed(dataset.batches) if b.status == "success"), None)
+        chained = replaces and previous is not None and dataset.id not in self.append_only
+        self.datasets[dataset.id] = replace(dataset, batches=(*dataset.batches, batch))
+        self.batches[batch.id] = batch
+        self.predecessors[batch.id] = [previous] if chained and previous else []
+
+    def restatus(self, batch_id: str, status: str, *, at_ms: int) -> TruthBatch:
+        """The batch ``batch_id`` with ``status`` from now on (its predecessors stay)."""
+        changed = replace(self.batches[batch_id], status=status)
+        dataset = self.datasets[changed.dataset_id]
+        batches = tuple(changed if b.id == batch_id else b for b in dataset.batches)
+        self.datasets[dataset.id] = replace(dataset, batches=batches)
+        self.batches[batch_id] = changed
+        self.changed_ms[batch_id] = at_ms
+        return changed
 
 
 def gateway_error(code: str, message: str) -> dict[str, str]:
@@ -103,32 +152,46 @@ def batch_json(
     variants: Variants,
     wrong_metrics: bool,
 ) -> dict[str, Any]:
-    """One Catalog batch, shaped like the Customer AI example in Adobe's docs."""
+    """One Catalog batch, shaped like the Customer AI example in Adobe's docs.
+
+    An append-only dataset's batches have no ``replay``. A batch still in progress (processing,
+    loading, ...) has no ``completed``, no metrics yet and no errors; one whose status changed
+    while serving shows that moment as ``completed`` and ``updated``.
+    """
     batch = served.batch
     created = batch.created_ms
+    changed = index.changed_ms.get(batch.id, 0)
     body: dict[str, Any] = {
         "id": batch.id,
         "externalId": batch.id,
         "status": batch.status,
         "relatedObjects": [{"type": "dataSet", "id": batch.dataset_id}],
-        "replay": {
+    }
+    if batch.dataset_id not in index.append_only:
+        body["replay"] = {
             "predecessors": index.predecessors.get(batch.id, []),
             "reason": f"Replacing for {batch.score_date.isoformat()}",
             "predecessorListingType": "IMMEDIATE",
-        },
-        "inputFormat": {"format": "parquet"},
-        "imsOrg": org_id,
-        "started": created + 591,
-        "completed": created + 11_518,
-        "created": created,
-        "createdClient": CREATED_CLIENT,
-        "createdUser": "sensei_exp_customerai@AdobeID",
-        "updatedUser": "acp_foundation_dataTracker@AdobeID",
-        "updated": created + 12_365,
-        "version": "1.0.5",
-    }
+        }
+    body.update(
+        {
+            "inputFormat": {"format": "parquet"},
+            "imsOrg": org_id,
+            "started": created + 591,
+            "completed": max(created + 11_518, changed),
+            "created": created,
+            "createdClient": CREATED_CLIENT,
+            "createdUser": "sensei_exp_customerai@AdobeID",
+            "updatedUser": "acp_foundation_dataTracker@AdobeID",
+            "updated": max(created + 12_365, changed),
+            "version": "1.0.5",
+        }
+    )
     if batch.status == "success":
         body["metrics"] = _metrics(served, variants=variants, wrong_metrics=wrong_metrics)
+    elif batch.status not in FAILED_STATUSES:
+        del body["completed"]
+        body["metrics"] = {"partitionCount": 0, "inputFileCount": -1}
     else:
         body["metrics"] = {"partitionCount": 0, "inputFileCount": -1}
         body["errors"] = [

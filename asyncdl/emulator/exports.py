@@ -30,10 +30,10 @@ from asyncdl.emulator.config import EmulatorConfig
 from asyncdl.emulator.data import TruthBatch, TruthDataset, TruthFile, TruthPart, ulid
 from asyncdl.emulator.profiles import generate_profile_parts
 from asyncdl.emulator.views import Index, problem
+from asyncdl.models import EXPORT_JOBS_PATH
 
 __all__ = ["EXPORT_JOBS_PATH", "PROFILE_SCHEMA_NAME", "BadCursor", "ExportJobs"]
 
-EXPORT_JOBS_PATH = "/data/core/ups/export/jobs"
 #: ``link.next`` is relative to the Profile service root, as in Adobe's examples.
 _NEXT_LINK_PATH = "/export/jobs/"
 PROFILE_SCHEMA_NAME = "_xdm.context.profile"

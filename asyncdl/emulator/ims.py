@@ -15,10 +15,9 @@ from aiohttp import web
 
 from asyncdl.emulator.answers import json_answer
 from asyncdl.emulator.config import EmulatorConfig
+from asyncdl.models import IMS_TOKEN_PATH
 
 __all__ = ["IMS_TOKEN_PATH", "Tokens", "token"]
-
-IMS_TOKEN_PATH = "/ims/token/v3"
 
 
 class Tokens:

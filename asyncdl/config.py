@@ -94,10 +94,8 @@ class Credentials:
             missing.append("AEP_API_KEY")
         if not org_id:
             missing.append("AEP_ORG_ID")
-        if missing:
+        if missing or api_key is None or org_id is None:
             raise ConfigError("missing credentials: set " + ", ".join(missing))
-        assert api_key is not None
-        assert org_id is not None
         return cls(
             api_key=api_key,
             org_id=org_id,
@@ -139,7 +137,7 @@ class DownloadSettings:
     connect_timeout_s: float = 30.0
     allowed_hosts: frozenset[str] = frozenset()
     ca_bundle: Path | None = None
-    read_chunk_bytes: int = MiB
+    read_chunk_bytes: int = MiB  # the socket reads' buffer: large, so per-chunk work stays small
     write_buffer_bytes: int = MiB
     verify_parquet: bool = True
     # Parts this big are fetched as concurrent ranged segments (None: never).
@@ -239,7 +237,7 @@ def _read_config(path: Path, profile: str | None) -> dict[str, str]:
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} is not an aepp config object")
         return {env: str(raw[key]) for key, env in AEPP_KEYS.items() if raw.get(key)}
-    import tomllib  # here, not at the top: 6 ms of every start, for runs that have a file
+    import tomllib  # here, not at the top: only runs that have a file pay for it at start-up
 
     try:
         raw = tomllib.loads(text)

@@ -34,8 +34,8 @@ class _FooterError(Exception):
 
 # The walk below is written for speed in plain Python: it runs once per downloaded part, in a
 # worker thread that holds the GIL while it runs. A cursor object with a method call per byte
-# took ~190 us for a 2 KiB footer (about a fifth of S4's cost per part); positions passed
-# around as ints, varints decoded inline and strings skipped in O(1) take a fraction of that.
+# cost a large share of a small part's whole store; positions passed around as ints, varints
+# decoded inline and strings skipped in O(1) take a fraction of that.
 # Every byte up to num_rows is still accounted for: each value is decoded or skipped with bounds
 # checks, and reading past the end surfaces as IndexError, translated once in _rows_from_footer.
 

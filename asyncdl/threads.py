@@ -49,9 +49,9 @@ class ThreadBatches:
 
     ``anyio.to_thread.run_sync`` is a thread hop per call: a worker thread woken, the GIL handed
     over and back, the event loop woken. For a small part, whose store (write, sha256, footer,
-    rename) takes ~100 us, the hop cost about as much again: S4's 2,000 parts of 64 KiB took
-    1.15 s with a hop each and 0.9 s in batches (alternating runs on one emulator). Batches
-    form by themselves: calls that arrive while one batch runs wait for the next.
+    rename) is about as quick as the hop itself, the hops were half the cost (benchmarks/
+    README.md, S4, has the figures). Batches form by themselves: calls that arrive while one
+    batch runs wait for the next.
 
     One batch runs at a time, unless the running one is slow (storage with latency, such as a
     network file system): after ``slow_s`` the next batch starts beside it, up to

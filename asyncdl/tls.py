@@ -1,9 +1,10 @@
 """The TLS context of a run, and how the ``asyncdl`` command avoids loading CA stores it never uses.
 
 When aiohttp's connector module is imported it builds two default SSL contexts, and each loads
-the system CA store: 15-20 ms apiece with OpenSSL 3, a fifth of the command's start-up. asyncdl
-never uses them: its sessions get ``new_context()``, whose store ``load_trust`` adds before the
-first https request (a plain-http run, such as the emulator's, loads none).
+the system CA store: a large share of the command's start-up with OpenSSL 3 (benchmarks/
+README.md has the profile). asyncdl never uses them: its sessions get ``new_context()``, whose
+store ``load_trust`` adds before the first https request (a plain-http run, such as the
+emulator's, loads none).
 
 Only the command skips aiohttp's loading (``command_owns_process``, called before anything
 imports aiohttp), because the process is its own. A program that imports asyncdl as a library

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pyarrow.parquet as pq
 import pytest
+import typer
 from aiohttp import web
 from typer.testing import CliRunner
 
@@ -100,7 +101,7 @@ def test_parse_duration(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "soon", "-5s", "0", "1d"])
 def test_parse_duration_refuses(text: str) -> None:
-    with pytest.raises(Exception, match="duration"):
+    with pytest.raises(typer.BadParameter, match="duration"):
         parse_duration(text)
 
 

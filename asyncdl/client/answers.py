@@ -53,10 +53,9 @@ def filename_from(content_disposition: str | None) -> str | None:
 class ByteStream:
     """An open download response; iterate ``chunks()`` once."""
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, read_chunk_bytes: int) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
         self._response = response
         self._url = url
-        self._read_chunk_bytes = read_chunk_bytes
         self.status = response.status
         self.content_length = response.content_length
         self.url = url

@@ -326,7 +326,7 @@ class AEPClient:
                 f"{url} answered {content_type or 'a file'}, not the JSON it documents"
             )
         try:
-            stream = ByteStream(response, answered, self._settings.read_chunk_bytes)
+            stream = ByteStream(response, answered)
         except BaseException:
             response.close()
             raise
@@ -401,7 +401,7 @@ class AEPClient:
         response = await self._send("GET", url, headers=headers)
         stream: ByteStream | None = None
         try:
-            stream = ByteStream(response, url, self._settings.read_chunk_bytes)
+            stream = ByteStream(response, url)
             yield stream
         finally:
             if stream is not None and stream.finished:

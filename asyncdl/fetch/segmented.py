@@ -38,8 +38,8 @@ __all__ = ["fetch_segmented"]
 
 log = logging.getLogger(__name__)
 
-# One worker-thread job of the prefix hash (~8 ms of sha256): a cancelled run waits for at most
-# one, and the hash looks for newly landed bytes between two.
+# One worker-thread job of the prefix hash (milliseconds of sha256): a cancelled run waits for
+# at most one, and the hash looks for newly landed bytes between two.
 HASH_STEP = 16 << 20
 # The record is saved at most this often while segments land.
 RECORD_INTERVAL_S = 0.5

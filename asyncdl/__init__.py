@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import BatchSelection, Credentials, DownloadSettings
+    from .current import SyncResult, sync
     from .errors import AsyncdlError
     from .listing import iter_batches, iter_parts
     from .models import Batch, BatchMetrics, Part, PartResult, PartStatus
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 # (asyncdl/tls.py says why), and ``asyncdl --version`` needs none of it.
 _PUBLIC = {
     "config": ("BatchSelection", "Credentials", "DownloadSettings"),
+    "current": ("SyncResult", "sync"),
     "errors": ("AsyncdlError",),
     "listing": ("iter_batches", "iter_parts"),
     "models": ("Batch", "BatchMetrics", "Part", "PartResult", "PartStatus"),
@@ -83,10 +85,12 @@ __all__ = [
     "PlannedBatch",
     "ProgressListener",
     "Reconciliation",
+    "SyncResult",
     "__version__",
     "connect",
     "download",
     "iter_batches",
     "iter_parts",
     "plan",
+    "sync",
 ]

@@ -39,7 +39,8 @@ class BatchRun:
     batch: Batch
     storage: Storage  # the batch's own (OUT/<batch id>)
     manifest: Manifest
-    complete_listing: bool = False  # set once the whole listing was walked, unfiltered
+    listed: bool = False  # set once the listing was walked to its end
+    complete_listing: bool = False  # ... and unfiltered: every part of the batch was queued
     queued: int = 0  # parts handed to the workers
     results: list[PartResult] = field(default_factory=list)
     markers: int = 0
@@ -50,6 +51,12 @@ class BatchRun:
     present: frozenset[str] = frozenset()  # relpaths of files there when the batch was opened
     save_lock: anyio.Lock = field(default_factory=anyio.Lock)
     saved_at: float = 0.0
+    report: BatchReport | None = None  # once closed
+
+    @property
+    def done(self) -> bool:
+        """Whether every part of the walked listing has its result (nothing left in flight)."""
+        return self.listed and len(self.results) == self.queued
 
     def reject(self, name: str, reason: str) -> None:
         self.rejected.append(RejectedEntry(batch_id=self.batch.id, name=name, reason=reason))
@@ -115,7 +122,9 @@ class BatchRun:
 
     async def close(self) -> BatchReport:
         """The batch's report, its reconciliation written into the manifest, saved (shielded:
-        an interrupted run still records what arrived)."""
+        an interrupted run still records what arrived). Once: later calls return the same."""
+        if self.report is not None:
+            return self.report
         reconciliation = self.reconciliation()
         if reconciliation is not None:
             self.manifest.extra["reconciliation"] = {
@@ -127,7 +136,7 @@ class BatchRun:
             }
         with anyio.CancelScope(shield=True):
             await self.save(force=True)
-        return BatchReport(
+        self.report = BatchReport(
             batch=self.batch,
             directory=Path(self.storage.where()),
             results=tuple(sorted(self.results, key=lambda r: r.part.relpath)),
@@ -135,6 +144,7 @@ class BatchRun:
             rejected=tuple(self.rejected),
             reconciliation=reconciliation,
         )
+        return self.report
 
 
 async def open_batch(batch: Batch, root: Storage, *, scan: bool = True) -> BatchRun:

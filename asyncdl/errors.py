@@ -24,7 +24,8 @@ these into printed lines and exit codes.
     │   ├── ForeignOriginError      an href points to an origin credentials must not go to
     │   └── UnsafeNameError         a file name that would escape the output directory
     ├── VerificationError           downloaded bytes disagree with the listing or the Catalog
-    ├── StorageError                the local disk refused (full, read-only, permissions)
+    ├── StorageError                the destination refused (full, read-only, permissions)
+    ├── BusyError                   another run holds what this one needs (a sync's directory)
     ├── NoBatchError                the dataset has no batch matching the request
     └── ExportJobError              an audience export job did not produce its batches
         ├── ExportJobFailedError    AEP ended the job FAILED/CANCELLED (with AEP's errors)
@@ -40,6 +41,7 @@ __all__ = [
     "APIError",
     "AsyncdlError",
     "AuthError",
+    "BusyError",
     "ConfigError",
     "ConnectError",
     "ExportJobError",
@@ -178,6 +180,10 @@ class VerificationError(AsyncdlError):
 
 class StorageError(AsyncdlError):
     """The local disk refused a write: full, read-only or not permitted."""
+
+
+class BusyError(AsyncdlError):
+    """Another run holds the lock this one needs (one sync per directory): try again later."""
 
 
 class NoBatchError(AsyncdlError):

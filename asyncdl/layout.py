@@ -10,13 +10,16 @@ is refused (``reserved``), so asyncdl never overwrites its own records with data
 from __future__ import annotations
 
 __all__ = [
+    "CURRENT_NAME",
     "MANIFEST_NAME",
     "STATE_DIR",
+    "SYNC_LOCK",
     "WRITE_PROBE",
     "record_of",
     "record_temp_of",
     "replace_temp",
     "reserved",
+    "sync_state",
     "temp_of",
 ]
 
@@ -24,6 +27,10 @@ __all__ = [
 MANIFEST_NAME = "manifest.json"
 #: The run-level state (sync's) below the output root; hidden like every metadata file.
 STATE_DIR = ".asyncdl"
+#: What ``sync`` keeps at the output root: the batch ids of the complete current view.
+CURRENT_NAME = "CURRENT"
+#: Held for a whole sync: one sync at a time per output root.
+SYNC_LOCK = f"{STATE_DIR}/sync.lock"
 #: The empty file asyncdl writes once to prove the output directory is writable.
 WRITE_PROBE = ".asyncdl-write-test"
 
@@ -52,6 +59,11 @@ def replace_temp(unique: str) -> str:
     """The temp name a small file (manifest, state) is written under before it replaces the
     old one; ``unique`` keeps two writers (two runs) apart."""
     return f"{_REPLACE_TEMP}{unique}{_TEMP}"
+
+
+def sync_state(dataset_id: str) -> str:
+    """Where ``sync`` keeps what it knows of a dataset, below the output root."""
+    return f"{STATE_DIR}/sync-{dataset_id}.json"
 
 
 def reserved(relpath: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +51,7 @@ __all__ = [
     "RejectedEntry",
     "connect",
     "download",
+    "fetch_batches",
     "plan",
     "resolve_run",
     "select_batches",
@@ -196,7 +197,7 @@ async def download(
         credentials=credentials, settings=settings, retry=options.policy, retry_listener=listener
     ) as client:
         batches = await select_batches(client, dataset_id, selection)
-        runs = await _fetch(
+        runs = await fetch_batches(
             client,
             batches,
             root,
@@ -209,7 +210,7 @@ async def download(
     return DownloadResult(batches=runs, elapsed_s=time.monotonic() - started)
 
 
-async def _fetch(
+async def fetch_batches(
     client: AEPClient,
     batches: Sequence[Batch],
     root: Storage,
@@ -219,8 +220,20 @@ async def _fetch(
     listener: ProgressListener,
     include: Sequence[str],
     exclude: Sequence[str],
+    on_batch: Callable[[BatchReport], Awaitable[None]] | None = None,
 ) -> tuple[BatchReport, ...]:
-    """The producer and the workers over ``batches``; every batch's report, manifests saved."""
+    """The producer and the workers over ``batches``; every batch's report, manifests saved.
+
+    ``on_batch`` hears each batch as soon as its last part is in and its manifest saved (a
+    sync commits its state then); batches cut short by the end of the run are not heard.
+    """
+
+    async def settled(run: BatchRun) -> None:
+        if run.done and run.report is None:
+            report = await run.close()
+            if on_batch is not None:
+                await on_batch(report)
+
     slots = StreamSlots(settings.concurrency, adaptive=settings.adaptive)
     runs: list[BatchRun] = []
     send, receive = anyio.create_memory_object_stream[_Job](queue_bound(settings.concurrency))
@@ -243,6 +256,7 @@ async def _fetch(
                 job.run.finished(result)
                 listener.on_done(result)
                 await job.run.save()
+                await settled(job.run)
 
     try:
         async with thread_batches() as stores, single_error(), anyio.create_task_group() as tg:
@@ -273,6 +287,8 @@ async def _fetch(
                             raise
                     # Reconciling against the Catalog needs every part of the batch.
                     run.complete_listing = not include and not exclude
+                    run.listed = True
+                    await settled(run)  # a batch whose parts are all in (or that has none)
     finally:
         reports = [await run.close() for run in runs]  # each shielded: manifests are saved
     return tuple(reports)

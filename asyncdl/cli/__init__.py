@@ -6,8 +6,9 @@ every command needs is ``_common`` (exit codes, consoles, settings); ``progress`
 show runs and results.
 
 Exit codes: 0 every part arrived and reconciled; 1 some parts failed, a mismatch, or the run
-could not complete (network, listing, disk); 2 bad usage; 3 authentication refused;
-130 interrupted (Ctrl-C; ``.part`` files are kept for the next run to resume).
+could not complete (network, listing, disk); 2 bad usage; 3 authentication refused; 75 another
+run holds the lock this one needs (a sync of the same directory: try again later); 130
+interrupted (Ctrl-C; ``.part`` files are kept for the next run to resume).
 """
 
 from __future__ import annotations

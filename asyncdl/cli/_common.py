@@ -22,17 +22,21 @@ from ..config import (
     Setting,
     resolve_environment,
 )
-from ..errors import AsyncdlError, AuthError, ConfigError
+from ..errors import AsyncdlError, AuthError, BusyError, ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
+#: Another run holds what this one needs (a sync of the same directory): sysexits' EX_TEMPFAIL,
+#: which cron wrappers and systemd read as "try again later".
+EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
 
 EPILOG = (
     "Exit codes: 0 ok; 1 some parts failed or a batch does not match the Catalog; "
-    "2 bad usage; 3 credentials refused; 130 interrupted (resume by running it again)."
+    "2 bad usage; 3 credentials refused; 75 another sync holds the directory (try later); "
+    "130 interrupted (resume by running it again)."
 )
 
 # emoji=False: rich would turn ":tada:" inside a part name, path or server message into an emoji
@@ -61,6 +65,8 @@ def exit_code_for(error: AsyncdlError) -> int:
         return EXIT_USAGE
     if isinstance(error, AuthError):
         return EXIT_AUTH
+    if isinstance(error, BusyError):
+        return EXIT_BUSY
     return EXIT_FAILED
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import ConfigError
-from .local import LocalStorage, OpenMode
+from .directory import LocalStorage
+from .local import OpenMode
 
 __all__ = [
     "LocalStorage",
@@ -142,7 +144,18 @@ class Storage(Protocol):
         """A small file's bytes (manifest, state); None when absent or unreadable."""
 
     def replace(self, relpath: str, data: bytes, *, durable: bool = False) -> None:
-        """Write a small file atomically: readers see the old bytes or the new ones."""
+        """Write a small file atomically: readers see the old bytes or the new ones; with
+        ``durable``, synced before and after the new name (state that vouches for batches)."""
+
+    def folders(self) -> list[str]:
+        """The names of the folders right below (the batches of an output root)."""
+
+    def remove_tree(self, relpath: str) -> None:
+        """Delete ``relpath`` and everything below it (a pruned batch); absent is fine."""
+
+    def lock(self, relpath: str) -> AbstractContextManager[None]:
+        """Hold the exclusive lock ``relpath`` for the block (released if the process dies);
+        BusyError at once when another holder has it."""
 
 
 def open_storage(out: str | Path) -> LocalStorage:

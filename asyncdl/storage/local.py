@@ -1,4 +1,4 @@
-"""The storage seam on a local (or network-mounted) directory: ``.part`` files, fsync, rename.
+"""A part's file on a local (or network-mounted) disk: ``.part``, gathered writes, fsync, rename.
 
 A part is written to ``<relpath>.part`` beside its final name (layout.py), resumable across
 attempts and runs, and renamed only once verified and, with syncing on, durable (durable.py says
@@ -14,17 +14,23 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from ..errors import StorageError
 from ..footer import parquet_rows
-from ..layout import WRITE_PROBE, record_of, record_temp_of, replace_temp, temp_of
+from ..layout import record_of, record_temp_of, temp_of
 from .durable import SyncError, data_ends, has_hole, sync_directory, sync_file
 
-__all__ = ["LocalPartFile", "LocalPartWriter", "LocalStorage", "OpenMode", "storage_error"]
+__all__ = [
+    "LocalPartFile",
+    "LocalPartWriter",
+    "OpenMode",
+    "hash_range",
+    "storage_error",
+    "translated",
+]
 
 #: How a part is opened: after what is there, from an empty file, or in place (preallocated).
 OpenMode = Literal["append", "fresh", "in_place"]
@@ -51,7 +57,7 @@ def storage_error(exc: OSError, path: Path | str, doing: str = "write") -> Stora
     return StorageError(f"cannot {doing} {path}: {exc.strerror or exc}")
 
 
-def _translated(path: Path, doing: str, func: Callable[[], T]) -> T:
+def translated(path: Path, doing: str, func: Callable[[], T]) -> T:
     try:
         return func()
     except OSError as exc:
@@ -138,7 +144,7 @@ class LocalPartWriter:
     def write(
         self, chunks: Sequence[bytes], *, offset: int | None, hasher: hashlib._Hash | None
     ) -> None:
-        _translated(
+        translated(
             self._part.temp,
             "write",
             lambda: write_chunks(self._fd, chunks, offset=offset, hasher=hasher),
@@ -149,7 +155,7 @@ class LocalPartWriter:
         temp = self._part.temp
         try:
             if sync:
-                _translated(temp, "sync", lambda: _sync_or_drop(temp, self._fd))
+                translated(temp, "sync", lambda: _sync_or_drop(temp, self._fd))
         finally:
             os.close(self._fd)
 
@@ -189,14 +195,12 @@ class LocalPartFile:
                 return 0
             return on_disk
 
-        return _translated(self.temp, "read", decide)
+        return translated(self.temp, "read", decide)
 
     def unsegmented_prefix(self, on_disk: int) -> int:
         """How much of a ``.part`` without a usable record is real (``resumable``'s rule,
         without throwing anything away)."""
-        return _translated(
-            self.temp, "read", lambda: on_disk if self._front_to_back(on_disk) else 0
-        )
+        return translated(self.temp, "read", lambda: on_disk if self._front_to_back(on_disk) else 0)
 
     def _front_to_back(self, on_disk: int) -> bool:
         """Whether one stream wrote the ``.part`` front to back: no record (a segmented attempt,
@@ -213,10 +217,10 @@ class LocalPartFile:
             raise storage_error(exc, self.temp, "read") from exc
 
     def hash_into(self, hasher: hashlib._Hash, start: int, length: int) -> int:
-        return _translated(self.temp, "read", lambda: hash_range(hasher, self.temp, start, length))
+        return translated(self.temp, "read", lambda: hash_range(hasher, self.temp, start, length))
 
     def resize(self, size: int, *, keep: int) -> None:
-        _translated(self.temp, "write", lambda: _preallocate(self.temp, size, keep))
+        translated(self.temp, "write", lambda: _preallocate(self.temp, size, keep))
 
     def open(self, mode: OpenMode) -> LocalPartWriter:
         def open_fd() -> int:
@@ -224,7 +228,7 @@ class LocalPartFile:
                 self._parent()
             return os.open(self.temp, _MODES[mode], 0o666)
 
-        return LocalPartWriter(self, _translated(self.temp, "write", open_fd))
+        return LocalPartWriter(self, translated(self.temp, "write", open_fd))
 
     def rows(self, label: str) -> int | None:
         return parquet_rows(self.temp, label)
@@ -245,14 +249,14 @@ class LocalPartFile:
                 path.unlink(missing_ok=True)
             os.replace(self.temp, self.final)
 
-        _translated(self.final, "write", seal)
+        translated(self.final, "write", seal)
 
     def remove(self) -> None:
         def remove() -> None:
             for path in (self.temp, self.record, self.record_temp):
                 path.unlink(missing_ok=True)
 
-        _translated(self.temp, "remove", remove)
+        translated(self.temp, "remove", remove)
 
     def load_record(self) -> bytes | None:
         try:
@@ -280,10 +284,10 @@ class LocalPartFile:
             if sync:
                 sync_directory(self.record.parent)
 
-        _translated(self.record, "write", save)
+        translated(self.record, "write", save)
 
     def holes(self, ranges: Sequence[tuple[int, int]]) -> dict[int, int]:
-        return _translated(self.temp, "read", lambda: data_ends(self.temp, list(ranges)))
+        return translated(self.temp, "read", lambda: data_ends(self.temp, list(ranges)))
 
     def drop_attempt(self, *, sync: bool) -> None:
         """Empty a segmented ``.part``, then delete its record.
@@ -298,101 +302,4 @@ class LocalPartFile:
                 sync_file(self.temp)
             self.record.unlink(missing_ok=True)
 
-        _translated(self.temp, "write", drop)
-
-
-class LocalStorage:
-    """A directory as the storage seam (the output root, or one batch below it)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def where(self, relpath: str = "") -> str:
-        return str(self.root / relpath) if relpath else str(self.root)
-
-    def prepare(self) -> None:
-        def probe() -> None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            path = self.root / WRITE_PROBE
-            path.write_bytes(b"")
-            path.unlink()
-
-        try:
-            probe()
-        except OSError as exc:
-            raise StorageError(f"cannot write to {self.root}: {exc.strerror or exc}") from exc
-
-    def sub(self, name: str) -> LocalStorage:
-        return LocalStorage(self.root / name)
-
-    def size(self, relpath: str) -> int | None:
-        path = self.root / relpath
-        try:
-            return path.stat().st_size
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise storage_error(exc, path, "read") from exc
-
-    def files(self) -> frozenset[str]:
-        """Relative paths of every file below, walked once (missing directory: none)."""
-        found: set[str] = set()
-        pending = [("", self.root)]
-        try:
-            while pending:
-                prefix, folder = pending.pop()
-                with os.scandir(folder) as entries:
-                    for entry in entries:
-                        if entry.is_file():
-                            found.add(prefix + entry.name)
-                        elif entry.is_dir():
-                            pending.append((f"{prefix}{entry.name}/", Path(entry.path)))
-        except FileNotFoundError:
-            if not found and not self.root.exists():
-                return frozenset()
-            raise
-        except OSError as exc:
-            raise StorageError(f"cannot list {self.root}: {exc.strerror or exc}") from exc
-        return frozenset(found)
-
-    def part(self, relpath: str) -> LocalPartFile:
-        return LocalPartFile(self.root, relpath)
-
-    def segmented(self, relpath: str) -> LocalPartFile:
-        return LocalPartFile(self.root, relpath)  # a directory writes at offsets itself
-
-    def digest(self, relpath: str, hasher: hashlib._Hash) -> None:
-        path = self.root / relpath
-        _translated(path, "read", lambda: hash_range(hasher, path, 0, path.stat().st_size))
-
-    def rows(self, relpath: str, label: str) -> int | None:
-        return parquet_rows(self.root / relpath, label)
-
-    def read(self, relpath: str) -> bytes | None:
-        try:
-            return (self.root / relpath).read_bytes()
-        except OSError:
-            return None
-
-    def replace(self, relpath: str, data: bytes, *, durable: bool = False) -> None:
-        """Atomically, through a unique temp name opened with "x" (not mkstemp: the file gets
-        the user's umask, not 0600); with ``durable``, synced before and after the rename."""
-        path = self.root / relpath
-        tmp = path.with_name(replace_temp(f"{os.getpid()}.{uuid.uuid4().hex}"))
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with tmp.open("xb") as fh:
-                    fh.write(data)
-                    if durable:
-                        fh.flush()
-                        sync_file(tmp, fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            if durable:
-                sync_directory(path.parent)
-
-        _translated(path, "write", write)
+        translated(self.temp, "write", drop)

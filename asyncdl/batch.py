@@ -13,7 +13,6 @@ import fnmatch
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 
@@ -138,7 +137,7 @@ class BatchRun:
             await self.save(force=True)
         self.report = BatchReport(
             batch=self.batch,
-            directory=Path(self.storage.where()),
+            directory=self.storage.where(),
             results=tuple(sorted(self.results, key=lambda r: r.part.relpath)),
             markers=self.markers,
             rejected=tuple(self.rejected),

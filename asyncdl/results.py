@@ -4,7 +4,6 @@ result, a batch's reconciliation with the Catalog, and a dry run's plan."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from .models import Batch, Part, PartResult, PartStatus
 
@@ -62,7 +61,7 @@ class BatchReport:
     """Everything one batch came to in this run."""
 
     batch: Batch
-    directory: Path
+    directory: str  # where its parts went: a directory, or an object store URL
     results: tuple[PartResult, ...]
     markers: int
     rejected: tuple[RejectedEntry, ...]

@@ -401,10 +401,10 @@ def demo_command(
     _, result = run_async(job, on_interrupt=interrupted(listener))
     render_result(result)
     for report in result.batches:
-        glimpse(report.directory)
+        glimpse(Path(report.directory))
         out.print(f"$ asyncdl inspect {report.directory}", markup=False)
         try:
-            render_report(inspect_scores(report.directory))
+            render_report(inspect_scores(Path(report.directory)))
         except AsyncdlError as error:
             fail(str(error), exit_code_for(error))
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)

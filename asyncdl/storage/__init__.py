@@ -81,6 +81,10 @@ class PartFile(Protocol):
     def remove(self) -> None:
         """Throw it away, record and all."""
 
+    def release(self) -> None:
+        """The fetch is over, sealed or not: let go of what only an unfinished write holds (an
+        object store's open upload is aborted; a local ``.part`` stays, for the next run)."""
+
 
 class SegmentedFile(PartFile, Protocol):
     """A part written at offsets by concurrent ranged segments, with a record of their progress

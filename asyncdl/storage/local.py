@@ -251,6 +251,9 @@ class LocalPartFile:
 
         translated(self.final, "write", seal)
 
+    def release(self) -> None:
+        pass  # an unsealed .part stays: the next attempt or run continues it
+
     def remove(self) -> None:
         def remove() -> None:
             for path in (self.temp, self.record, self.record_temp):

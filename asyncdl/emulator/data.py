@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import random
 import secrets
@@ -373,22 +374,39 @@ _U64_11 = pa.scalar(11, pa.uint64())
 _U8_3 = pa.scalar(3, pa.uint8())
 _U8_1 = pa.scalar(1, pa.uint8())
 _F_2_POW_M53 = pa.scalar(2.0**-53, pa.float64())
-_F_ZERO = pa.scalar(0.0, pa.float64())
 _F_ONE = pa.scalar(1.0, pa.float64())
-_F_TWO = pa.scalar(2.0, pa.float64())
-_F_THREE = pa.scalar(3.0, pa.float64())
 _F_HALF = pa.scalar(0.5, pa.float64())
 _F_HUNDRED = pa.scalar(100.0, pa.float64())
 #: Scores are whole hundredths of a point: 0.00-100.00 is 10,001 values.
-_HUNDREDTHS = 10_000
-_F_TEN_THOUSAND = pa.scalar(float(_HUNDREDTHS), pa.float64())
+_F_TEN_THOUSAND = pa.scalar(10_000.0, pa.float64())
+_I64_1 = pa.scalar(1, pa.int64())
+_I64_100 = pa.scalar(100, pa.int64())
 _F_INV_A = pa.scalar(1.0 / SCORE_SHAPE[0], pa.float64())
 _F_INV_B = pa.scalar(1.0 / SCORE_SHAPE[1], pa.float64())
-# Importance jitter: a byte spread over ±0.4 around the row's percentile (see _factors).
-_F_JITTER_SCALE = pa.scalar(0.8 / 255.0, pa.float64())
-_F_JITTER_SHIFT = pa.scalar(0.4, pa.float64())
-_I32_LEVELS = pa.scalar(len(_IMPORTANCE), pa.int32())
-_F_COMBO_SCALE = pa.scalar(len(_FACTOR_POOL) // len(_IMPORTANCE) / 65536.0, pa.float64())
+_I32_256 = pa.scalar(256, pa.int32())
+
+
+def _combination_starts() -> pa.Int32Array:
+    """Per random uint16, the pool index of the (code, value) it picks, at its first level."""
+    combinations = len(_FACTOR_POOL) // len(_IMPORTANCE)
+    starts = [(raw * combinations >> 16) * len(_IMPORTANCE) for raw in range(1 << 16)]
+    return pa.array(starts, pa.int32())
+
+
+def _importance_levels() -> pa.Int32Array:
+    """Per ``percentile * 256 + byte``: the level (0 low, 1 medium, 2 high) of the row's share
+    (percentile / 100) moved by up to 0.4 either way, in thirds. Lookups, because these few
+    kernels per factor entry were a sixth of a part's generation time as float arithmetic."""
+    levels = []
+    for percentile in range(101):
+        for byte in range(256):
+            shifted = percentile / 100 + byte * 0.8 / 255 - 0.4
+            levels.append(min(max(math.floor(3 * shifted), 0), len(_IMPORTANCE) - 1))
+    return pa.array(levels, pa.int32())
+
+
+_COMBINATION_STARTS = _combination_starts()
+_IMPORTANCE_LEVELS = _importance_levels()
 
 
 def uniform(rng: random.Random, n: int) -> pa.DoubleArray:
@@ -410,25 +428,21 @@ class _Scores:
 
 def _scores(rng: random.Random, n: int) -> _Scores:
     """Kumaraswamy(a, b) by inversion, ``(1 - (1 - u) ** (1 / b)) ** (1 / a)`` in [0, 1); the
-    score in whole hundredths, so the percentile is a count per hundredth (at most 10,001 of
-    them) instead of a sort of the part."""
+    score in whole hundredths, so the percentile comes from a count per distinct score (at most
+    10,001 of them) instead of a sort of the part."""
     a_side = pc.subtract(_F_ONE, pc.power(pc.subtract(_F_ONE, uniform(rng, n)), _F_INV_B))
     probability = pc.power(a_side, _F_INV_A)
     hundredths = pc.cast(
         pc.floor(pc.add(pc.multiply(probability, _F_TEN_THOUSAND), _F_HALF)), pa.int32()
     )
     tally = pc.value_counts(hundredths)
-    at_or_below = [0] * (_HUNDREDTHS + 1)
-    for value, count in zip(
-        tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True
-    ):
-        at_or_below[value] = count
-    running = 0
-    for value, count in enumerate(at_or_below):
-        running += count
-        # Percent of the part at or below, rounded up: the lowest score gets 1, the top 100.
-        at_or_below[value] = -(-running * 100 // max(n, 1))
-    percentile = pc.take(pa.array(at_or_below, pa.int32()), hundredths)
+    order = pc.sort_indices(tally.field("values"))
+    distinct = pc.take(tally.field("values"), order)
+    at_or_below = pc.cumulative_sum(pc.take(tally.field("counts"), order))
+    # Percent of the part at or below, rounded up in integers: the lowest gets 1, the top 100.
+    rows = pa.scalar(max(n, 1), pa.int64())
+    share = pc.divide(pc.add(pc.multiply(at_or_below, _I64_100), pc.subtract(rows, _I64_1)), rows)
+    percentile = pc.take(pc.cast(share, pa.int32()), pc.index_in(hundredths, value_set=distinct))
     score = pc.divide(pc.cast(hundredths, pa.float64()), _F_HUNDRED)
     return _Scores(score=score, probability=probability, percentile=percentile)
 
@@ -444,17 +458,12 @@ def _factors(rng: random.Random, percentile: pa.Int32Array) -> pa.ListArray[Any]
     total = ends[-1].as_py()
     offsets = pa.concat_arrays([pa.array([0], pa.int32()), ends])
     raw = pa.Array.from_buffers(pa.uint16(), total, [None, pa.py_buffer(rng.randbytes(2 * total))])
-    combo = pc.cast(pc.floor(pc.multiply(pc.cast(raw, pa.float64()), _F_COMBO_SCALE)), pa.int32())
+    starts = pc.take(_COMBINATION_STARTS, raw)
     rows = pc.list_parent_indices(pa.ListArray.from_arrays(offsets, raw))
-    share = pc.divide(pc.cast(pc.take(percentile, rows), pa.float64()), _F_HUNDRED)
-    jitter8 = pa.Array.from_buffers(pa.uint8(), total, [None, pa.py_buffer(rng.randbytes(total))])
-    jitter = pc.subtract(
-        pc.multiply(pc.cast(jitter8, pa.float64()), _F_JITTER_SCALE), _F_JITTER_SHIFT
-    )
-    level = pc.floor(pc.multiply(pc.add(share, jitter), _F_THREE))
-    level = pc.cast(pc.min_element_wise(pc.max_element_wise(level, _F_ZERO), _F_TWO), pa.int32())
-    # The pool runs code, value, importance (fastest): entry = combination * 3 + level.
-    values = pc.take(_FACTOR_POOL, pc.add(pc.multiply(combo, _I32_LEVELS), level))
+    jitter = pa.Array.from_buffers(pa.uint8(), total, [None, pa.py_buffer(rng.randbytes(total))])
+    key = pc.add(pc.multiply(pc.take(percentile, rows), _I32_256), pc.cast(jitter, pa.int32()))
+    # The pool runs code, value, importance (fastest): entry = combination start + level.
+    values = pc.take(_FACTOR_POOL, pc.add(starts, pc.take(_IMPORTANCE_LEVELS, key)))
     return pa.ListArray.from_arrays(offsets, values, type=SCHEMA.field("influentialFactors").type)
 
 

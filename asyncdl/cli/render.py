@@ -163,8 +163,9 @@ def report_json(report: ScoreReport) -> dict[str, Any]:
 def render_report(report: ScoreReport) -> None:
     from ..tools.histogram import render_bars
 
+    # What the manifests say the directory holds, unless its name already says it.
     labels = [f"dataset {name}" for name in report.dataset_ids]
-    labels += [f"batch {name}" for name in report.batch_ids]
+    labels += [f"batch {name}" for name in report.batch_ids if name != report.directory.name]
     label = f" ({', '.join(labels)})" if 0 < len(labels) <= 2 else ""
     out.print(
         f"{report.directory}{label}: {report.rows:,} rows in {report.parts} parts, "

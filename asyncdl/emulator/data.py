@@ -396,7 +396,7 @@ def _combination_starts() -> pa.Int32Array:
 def _importance_levels() -> pa.Int32Array:
     """Per ``percentile * 256 + byte``: the level (0 low, 1 medium, 2 high) of the row's share
     (percentile / 100) moved by up to 0.4 either way, in thirds. Lookups, because these few
-    kernels per factor entry were a sixth of a part's generation time as float arithmetic."""
+    kernels per factor entry were a tenth of a part's generation time as float arithmetic."""
     levels = []
     for percentile in range(101):
         for byte in range(256):

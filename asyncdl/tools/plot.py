@@ -10,6 +10,7 @@ through pyplot, so no display, GUI backend or global figure state is involved.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ INSTALL_HINT = "pip install 'asyncdl[plot]'"
 _BAR = "#1f77b4"
 _LEVEL_COLOURS = (("high", "#d62728"), ("medium", "#ff7f0e"), ("low", "#9ecae1"))
 _WIDTH_IN, _DPI = 14.0, 100
+_EDGE_LABELS = 10
+_FLAT_LABELS_UP_TO = 12
 
 
 def chart_title(report: ScoreReport) -> str:
@@ -100,8 +103,8 @@ def _matplotlib() -> tuple[Any, Any]:
 
 
 def compact_count(value: float) -> str:
-    """A tick label for a count: ``950``, ``12.5k``, ``480k``, ``2.5M``."""
-    if abs(value) < 10_000:
+    """A tick label for a count: ``950``, ``5k``, ``12.5k``, ``480k``, ``2.5M``."""
+    if abs(value) < 1_000:
         return f"{value:,.0f}"
     if abs(value) < 1_000_000:
         return f"{value / 1_000:.4g}k"
@@ -137,13 +140,23 @@ def _draw_histogram(axes: Axes, report: ScoreReport, ticker: Any) -> None:
         color=_BAR,
         edgecolor="white",
     )
-    # White behind the numbers: the median and mean lines may cross them.
+    # White behind the numbers: the median and mean lines may cross them. Past a dozen bars
+    # the numbers stand upright so that neighbours do not run into each other.
     backing = {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1}
+    upright = bins > _FLAT_LABELS_UP_TO
     axes.bar_label(
-        bars, labels=[f"{count:,}" for count in counts], fontsize=8, padding=2, bbox=backing
+        bars,
+        labels=[f"{count:,}" for count in counts],
+        fontsize=7 if upright else 8,
+        rotation=90 if upright else 0,
+        padding=2,
+        bbox=backing,
     )
     if step > 0:
-        axes.set_xticks(list(edges), [f"{edge:g}" for edge in edges])
+        # Every edge is a tick; a label on every k-th, about ten in all, stays legible.
+        every = math.ceil(bins / _EDGE_LABELS)
+        labels = [f"{edge:g}" if index % every == 0 else "" for index, edge in enumerate(edges)]
+        axes.set_xticks(list(edges), labels)
         axes.set_xlim(edges[0], edges[-1])
     axes.axvline(
         summary.p50, color="black", linestyle="--", linewidth=1.2, label=f"median {summary.p50:.4g}"
@@ -161,7 +174,7 @@ def _draw_histogram(axes: Axes, report: ScoreReport, ticker: Any) -> None:
     axes.set_title(f"Distribution of {column} ({shown}, {bins} {plural} of {step:g})")
     axes.set_xlabel(f"{column} (min {summary.min:.4g}, max {summary.max:.4g})")
     axes.set_ylabel("profiles")
-    axes.margins(y=0.12)  # room for the count labels above the tallest bar
+    axes.margins(y=0.2 if upright else 0.12)  # room for the count labels above the tallest bar
     _counts_axis(axes, ticker)
 
 

@@ -128,10 +128,16 @@ def test_inspect_and_merge_a_download(emu: Emulator, tmp_path: Path) -> None:
     assert report["rows"] == newest.rows
     assert report["parts"] == len(newest.parts)
     assert sum(report["score_histogram"]["counts"]) == newest.rows
+    assert report["score_column"] == report["score_histogram"]["column"] == "score"
+    histogram = report["score_histogram"]
+    assert histogram["edges"][0] == histogram["low"] <= report["score_summary"]["min"]
+    assert histogram["edges"][-1] == histogram["high"] >= report["score_summary"]["max"]
+    assert report["batch_ids"] == [newest.id]  # from the batch's manifest.json
+    assert report["dataset_ids"] == [DATASET]
     png = tmp_path / "scores.png"
     result = CliRunner().invoke(app, ["inspect", str(out_dir), "--plot", str(png)])
     assert result.exit_code == 0, result.stderr
-    assert "score distribution" in result.stdout
+    assert "score distribution: score, 0-100 in 10 bins of 10" in result.stdout
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     merged = tmp_path / "all.parquet"
     result = CliRunner().invoke(app, ["merge", str(out_dir), "--to", str(merged)])

@@ -11,7 +11,7 @@ from ..config import (
     DEFAULT_BASE_URL,
     KNOWN_VARIABLES,
 )
-from ..errors import AsyncdlError, ConfigError
+from ..errors import AsyncdlError
 from ._common import (
     EPILOG,
     EXIT_OK,
@@ -31,10 +31,20 @@ config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_
 @app.command("inspect", epilog=EPILOG)
 def inspect_command(
     directory: Annotated[Path, typer.Argument(help="A download directory (or one batch).")],
-    bins: Annotated[int, typer.Option("--bins", help="Histogram bins over 0-100.")] = 10,
+    bins: Annotated[
+        int, typer.Option("--bins", help="Histogram bins at most, on round edges over the range.")
+    ] = 10,
+    column: Annotated[
+        str | None,
+        typer.Option(
+            "--column",
+            help="The numeric column to draw [score, else probability]; dotted for nested.",
+        ),
+    ] = None,
     top: Annotated[int, typer.Option("--top", help="How many influential factors.")] = 10,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Also draw the histogram into this PNG.")
+        Path | None,
+        typer.Option("--plot", help="Also draw the report as a PNG chart (needs asyncdl[plot])."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object.")] = False,
 ) -> None:
@@ -45,15 +55,13 @@ def inspect_command(
     Example: asyncdl inspect ./scores --bins 20 --plot scores.png
     """
     try:
-        from ..inspect import inspect_scores  # pyarrow.dataset: loaded only when used
+        from ..tools.scores import inspect_scores  # pyarrow.dataset: loaded only when used
 
-        report = inspect_scores(directory, bins=bins, top_factors=top)
+        report = inspect_scores(directory, bins=bins, top_factors=top, column=column)
         if plot is not None:
-            from ..plot import write_histogram_png
+            from ..tools.plot import write_report_png  # matplotlib: the optional extra
 
-            if report.score is None:
-                raise ConfigError("no score column to plot")
-            write_histogram_png(report.score, plot)
+            write_report_png(report, plot)
     except AsyncdlError as error:
         fail(str(error), exit_code_for(error))
     if as_json:
@@ -61,7 +69,7 @@ def inspect_command(
         raise typer.Exit(EXIT_OK)
     render_report(report)
     if plot is not None:
-        out.print(f"histogram drawn into {plot}", markup=False)
+        out.print(f"chart drawn into {plot}", markup=False)
 
 
 @app.command("merge", epilog=EPILOG)
@@ -74,7 +82,7 @@ def merge_command(
     Example: asyncdl merge ./scores/01E5QSWCAASFQ054FNBKYV6TIQ --to scores.parquet
     """
     try:
-        from ..merge import merge_parts
+        from ..tools.merge import merge_parts
 
         result = merge_parts(directory, to)
     except AsyncdlError as error:

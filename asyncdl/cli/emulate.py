@@ -353,7 +353,7 @@ def demo_command(
     Example: asyncdl demo --out ./demo-scores
     """
     from ..emulator import DatasetSpec, Faults, running_emulator
-    from ..inspect import inspect_scores
+    from ..tools.scores import inspect_scores
 
     dataset = DatasetSpec(batches=3, files_per_batch=3, parts_per_file=8, rows_per_part=20_000)
     config = _emulator_config(

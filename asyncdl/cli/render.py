@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from ._common import emit, err, iso, mb, out
 from .progress import RunRecord
 
 if TYPE_CHECKING:
-    from ..inspect import ScoreReport
+    from ..tools.scores import ScoreReport
 
 # -- rendering -----------------------------------------------------------------------------------
 
@@ -118,18 +119,31 @@ def render_plan(planned: list[PlannedBatch], *, as_json: bool) -> None:
 
 def report_json(report: ScoreReport) -> dict[str, Any]:
     summary = report.score_summary
+    histogram = report.score
     return {
         "directory": str(report.directory),
+        "dataset_ids": list(report.dataset_ids),
+        "batch_ids": list(report.batch_ids),
         "parts": report.parts,
         "rows": report.rows,
         "bytes": report.bytes,
         "schema": dict(report.schema),
+        "columns_used": dict(report.columns_used),
+        "score_column": report.score_column,
         "score_histogram": None
-        if report.score is None
-        else {"edges": report.score.edges, "counts": report.score.counts},
+        if histogram is None
+        else {
+            "column": report.score_column,
+            "low": histogram.low,
+            "high": histogram.high,
+            "step": histogram.step,
+            "edges": histogram.edges,
+            "counts": histogram.counts,
+        },
         "score_summary": None
         if summary is None
         else {
+            "count": summary.count,
             "min": summary.min,
             "p25": summary.p25,
             "median": summary.p50,
@@ -147,8 +161,15 @@ def report_json(report: ScoreReport) -> dict[str, Any]:
 
 
 def render_report(report: ScoreReport) -> None:
+    from ..tools.histogram import render_bars
+
+    # What the manifests say the directory holds, unless its name already says it.
+    labels = [f"dataset {name}" for name in report.dataset_ids]
+    labels += [f"batch {name}" for name in report.batch_ids if name != report.directory.name]
+    label = f" ({', '.join(labels)})" if 0 < len(labels) <= 2 else ""
     out.print(
-        f"{report.directory}: {report.rows:,} rows in {report.parts} parts, {mb(report.bytes)}",
+        f"{report.directory}{label}: {report.rows:,} rows in {report.parts} parts, "
+        f"{mb(report.bytes)}",
         markup=False,
     )
     schema = Table(title="schema", title_justify="left")
@@ -157,19 +178,31 @@ def render_report(report: ScoreReport) -> None:
     for name, kind in report.schema:
         schema.add_row(name, kind if len(kind) <= 70 else kind[:67] + "...")
     out.print(schema)
-    if report.score is not None:
-        out.print("score distribution", markup=False)
-        from ..inspect import render_bars
-
-        for line in render_bars(report.score):
-            out.print(line, markup=False)
-    summary = report.score_summary
-    if summary is not None:
+    histogram, summary, column = report.score, report.score_summary, report.score_column
+    if column is not None and (histogram is None or summary is None):
+        out.print(f"score distribution: {column} has no values", markup=False)
+    if histogram is not None and summary is not None:
+        bins = len(histogram.counts)
         out.print(
-            f"score min {summary.min:.1f}  p25 {summary.p25:.1f}  median {summary.p50:.1f}  "
-            f"p75 {summary.p75:.1f}  max {summary.max:.1f}  mean {summary.mean:.2f}",
+            f"score distribution: {column}, {histogram.low:g}-{histogram.high:g} in {bins} "
+            f"{'bin' if bins == 1 else 'bins'} of {histogram.step:g}",
             markup=False,
         )
+        for line in render_bars(histogram):
+            out.print(line, markup=False)
+        # A decimal finer than the bins: 10-wide bins give 21.6, 0.1-wide ones 0.216.
+        step = histogram.step or abs(summary.max) or 1.0
+        places = max(0, 2 - math.floor(math.log10(step)))
+        values = (
+            ("min", summary.min),
+            ("p25", summary.p25),
+            ("median", summary.p50),
+            ("p75", summary.p75),
+            ("max", summary.max),
+            ("mean", summary.mean),
+        )
+        shown = "  ".join(f"{name} {value:.{places}f}" for name, value in values)
+        out.print(f"{column} {shown}", markup=False)
     if report.percentile_buckets:
         buckets = "  ".join(f"{b.low}-{b.high}: {b.count:,}" for b in report.percentile_buckets)
         out.print(f"percentiles  {buckets}", markup=False)
@@ -178,25 +211,29 @@ def render_report(report: ScoreReport) -> None:
         out.print(f"propensity types: {types}", markup=False)
     if report.top_factors:
         factors = Table(title="most common influential factors", title_justify="left")
-        for column in ("code", "count", "high", "medium", "low"):
-            factors.add_column(column, justify="left" if column == "code" else "right")
+        for name in ("code", "count", "high", "medium", "low"):
+            factors.add_column(name, justify="left" if name == "code" else "right")
         for f in report.top_factors:
             factors.add_row(f.code, f"{f.count:,}", f"{f.high:,}", f"{f.medium:,}", f"{f.low:,}")
         out.print(factors)
 
 
 def glimpse(directory: Path) -> None:
-    """A first look at downloaded scores: the first few rows."""
-    import pyarrow.dataset as ds
+    """A first look at downloaded scores: the first few rows (nothing when there are none)."""
+    from ..errors import AsyncdlError
+    from ..tools.parts import first_rows, scan_parts
 
-    files = sorted(str(p) for p in directory.rglob("*.parquet"))
-    if not files:
+    try:
+        rows = first_rows(
+            scan_parts(directory), columns=("ecid", "score", "percentileScore", "propensityType")
+        )
+    except AsyncdlError:
+        return  # inspect, which follows, says what is wrong with the directory
+    if not rows:
         return
-    dataset = ds.dataset(files, format="parquet")
-    head = dataset.head(5, columns=["ecid", "score", "percentileScore", "propensityType"])
     table = Table(title=f"the first scores in {directory}", title_justify="left")
-    for name in head.column_names:
+    for name in rows[0]:
         table.add_column(name)
-    for row in head.to_pylist():
+    for row in rows:
         table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
     out.print(table)

@@ -1,8 +1,12 @@
 """inspect_scores counts exactly what small hand-built parts hold, flat or nested under structs,
-and still describes parquet that is not Customer AI output; render_bars draws eighth-blocks."""
+bins the score column over its own range and names it, labels the report from the manifests,
+and still describes parquet that is not Customer AI output; the emulator's generated scores
+read back as Customer AI's do (skewed, ranked percentiles, importance following the score)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
 import random
 import statistics
@@ -14,16 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from asyncdl.emulator.data import SCORE_SHAPE, generate_part
 from asyncdl.errors import ConfigError
-from asyncdl.inspect import (
-    Bucket,
-    FactorCount,
-    Histogram,
-    ScoreReport,
-    find_parts,
-    inspect_scores,
-    render_bars,
-)
+from asyncdl.tools.histogram import Histogram
+from asyncdl.tools.scores import Bucket, FactorCount, ScoreReport, inspect_scores
 
 ROWS = 300
 FINE_BIN = 0.1  # width of the histogram the quartiles are read from
@@ -153,6 +151,8 @@ def test_counts_parts_rows_bytes_and_schema(tmp_path: Path, flat_report: ScoreRe
         "propensityType": "propensityType",
         "influentialFactors": "influentialFactors",
     }
+    assert flat_report.score_column == "score"
+    assert flat_report.dataset_ids == flat_report.batch_ids == ()  # no manifest: no labels
 
 
 def test_score_histogram_is_exact(flat_report: ScoreReport, rows: list[dict[str, Any]]) -> None:
@@ -266,6 +266,7 @@ def test_other_parquet_still_inspects(tmp_path: Path) -> None:
     assert report.bytes == sum(path.stat().st_size for path in tmp_path.glob("*.parquet"))
     assert report.schema == (("id", "int64"), ("value", "string"))
     assert report.columns_used == ()
+    assert report.score_column is None
     assert report.score is None
     assert report.score_summary is None
     assert report.percentile_buckets == ()
@@ -278,18 +279,6 @@ def test_a_column_of_another_type_is_ignored(tmp_path: Path) -> None:
     report = inspect_scores(tmp_path)
     assert report.rows == 2
     assert report.score is None
-
-
-def test_part_files_manifest_and_hidden_files_are_ignored(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"score": [12.5]}), tmp_path / "a.parquet")
-    (tmp_path / "b.parquet.part").write_bytes(b"half a download")
-    (tmp_path / ".c.parquet.1234.tmp").write_bytes(b"temp")
-    (tmp_path / "_d.parquet").write_bytes(b"not ours")
-    (tmp_path / "manifest.json").write_text("{}")
-    assert find_parts(tmp_path) == (tmp_path / "a.parquet",)
-    report = inspect_scores(tmp_path)
-    assert report.parts == 1
-    assert report.rows == 1
 
 
 def test_empty_or_missing_directory_is_a_config_error(tmp_path: Path) -> None:
@@ -306,39 +295,149 @@ def test_unreadable_part_is_a_config_error(tmp_path: Path) -> None:
         inspect_scores(tmp_path)
 
 
-@pytest.mark.parametrize("options", [{"bins": 0}, {"top_factors": -1}])
-def test_bad_options_are_config_errors(tmp_path: Path, options: dict[str, int]) -> None:
+@pytest.mark.parametrize(("bins", "top_factors"), [(0, 10), (10, -1)])
+def test_bad_options_are_config_errors(tmp_path: Path, bins: int, top_factors: int) -> None:
     pq.write_table(pa.table({"score": [1.0]}), tmp_path / "a.parquet")
     with pytest.raises(ConfigError):
-        inspect_scores(tmp_path, **options)
+        inspect_scores(tmp_path, bins=bins, top_factors=top_factors)
 
 
-def test_render_bars_scales_to_the_largest_bin() -> None:
-    histogram = Histogram(edges=(0.0, 10.0, 20.0, 30.0), counts=(8, 4, 0))
-    assert render_bars(histogram, width=8) == [
-        " 0-10  ████████  8",
-        "10-20  ████      4",
-        "20-30" + " " * 12 + "0",
-    ]
+def test_a_probability_column_is_binned_over_its_own_range(tmp_path: Path) -> None:
+    """Without ``score``, the 0-1 ``probability`` is drawn, in tenths rather than one bin of 0-10;
+    0.3 sits on an edge and opens the 0.3-0.4 bin although 0.3 / 0.1 < 3 in floating point."""
+    values = [0.02, 0.05, 0.12, 0.3, 0.31, 0.33, 0.5, 0.97, None, math.nan]
+    pq.write_table(
+        pa.table({"probability": pa.array(values, pa.float64())}), tmp_path / "a.parquet"
+    )
+    report = inspect_scores(tmp_path)
+    assert report.score_column == "probability"
+    assert report.score == Histogram(
+        edges=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+        counts=(2, 1, 0, 3, 0, 1, 0, 0, 0, 1),
+    )
+    assert report.score_summary is not None
+    assert (report.score_summary.min, report.score_summary.max) == (0.02, 0.97)
 
 
-def test_render_bars_uses_eighth_blocks_and_thousands_separators() -> None:
-    histogram = Histogram(edges=(0.0, 10.0, 100.0), counts=(1_234, 8_000))
-    lines = render_bars(histogram, width=2)
-    # 1234 / 8000 * 16 eighths = 2.47 → 2 eighths, the quarter block.
-    assert lines == ["  0-10  ▎" + " " * 3 + "1,234", "10-100  ██  8,000"]
+def test_edges_are_round_and_cover_the_values(tmp_path: Path) -> None:
+    values = [12.3, 40.0, 87.9]
+    pq.write_table(pa.table({"score": values}), tmp_path / "a.parquet")
+    report = inspect_scores(tmp_path, bins=10)
+    assert report.score is not None
+    assert report.score.edges == (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0)
+    assert report.score.counts == (1, 0, 0, 1, 0, 0, 0, 1)
 
 
-def test_render_bars_shows_tiny_bins() -> None:
-    lines = render_bars(Histogram(edges=(0.0, 1.0, 2.0), counts=(10_000, 1)), width=4)
-    assert lines[1] == "1-2  ▏" + " " * 10 + "1"
+def test_another_column_can_be_drawn_by_leaf_or_dotted_path(tmp_path: Path) -> None:
+    rows = make_rows()
+    write_parts(tmp_path, rows, nested=True)
+    by_leaf = inspect_scores(tmp_path, column="percentileScore")
+    by_path = inspect_scores(tmp_path, column="_tenant.instance.percentileScore")
+    assert by_leaf.score_column == by_path.score_column == "_tenant.instance.percentileScore"
+    assert by_leaf.score == by_path.score
+    assert by_leaf.score is not None
+    assert sum(by_leaf.score.counts) == ROWS
+    assert by_leaf.percentile_buckets  # the percentile role is still read as well
+    for missing in ("nope", "ecid", "_tenant.instance"):  # absent, text, a struct
+        with pytest.raises(ConfigError, match=f"no numeric column {missing!r}"):
+            inspect_scores(tmp_path, column=missing)
 
 
-def test_render_bars_of_an_empty_histogram() -> None:
-    lines = render_bars(Histogram(edges=(0.0, 50.0, 100.0), counts=(0, 0)), width=3)
-    assert lines == ["  0-50" + " " * 7 + "0", "50-100" + " " * 7 + "0"]
+def test_a_score_column_without_values_has_no_histogram(tmp_path: Path) -> None:
+    scores = pa.array([None, math.nan, math.inf], pa.float64())
+    pq.write_table(pa.table({"score": scores}), tmp_path / "a.parquet")
+    report = inspect_scores(tmp_path)
+    assert report.score_column == "score"
+    assert report.score is None
+    assert report.score_summary is None
 
 
-def test_render_bars_rejects_a_zero_width() -> None:
-    with pytest.raises(ConfigError):
-        render_bars(Histogram(edges=(0.0, 1.0), counts=(1,)), width=0)
+def test_a_constant_score_is_one_bin(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"score": [42.5] * 3}), tmp_path / "a.parquet")
+    report = inspect_scores(tmp_path)
+    assert report.score == Histogram(edges=(42.5, 42.5), counts=(3,))
+    assert report.score_summary is not None
+    assert report.score_summary.p50 == 42.5
+
+
+def test_manifests_label_the_report(tmp_path: Path) -> None:
+    for batch in ("B2", "B1"):
+        (tmp_path / batch / "f").mkdir(parents=True)
+        pq.write_table(pa.table({"score": [1.0]}), tmp_path / batch / "f" / "a.parquet")
+        manifest: dict[str, object] = {"batch_id": batch, "dataset_id": "D", "parts": []}
+        (tmp_path / batch / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "B3").mkdir()
+    (tmp_path / "B3" / "manifest.json").write_text("{not json")  # a label, not worth failing for
+    report = inspect_scores(tmp_path)
+    assert report.dataset_ids == ("D",)
+    assert report.batch_ids == ("B1", "B2")
+    assert inspect_scores(tmp_path / "B1").batch_ids == ("B1",)
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """One part as the emulator generates it (two row groups, so ranks span row groups)."""
+    directory = tmp_path_factory.mktemp("emulated")
+    path = directory / "part-00000.snappy.parquet"
+    generate_part(
+        path, rows=80_000, seed="inspect", propensity="churn", score_date=dt.date(2025, 6, 1)
+    )
+    return directory, pq.read_table(path).to_pylist()
+
+
+def test_emulated_scores_are_right_skewed(emulated: tuple[Path, list[dict[str, Any]]]) -> None:
+    """probability ~ Kumaraswamy(a, b): the report's median and mean are the law's."""
+    directory, rows = emulated
+    a, b = SCORE_SHAPE
+    median = 100 * (1 - 0.5 ** (1 / b)) ** (1 / a)
+    mean = 100 * b * math.exp(math.lgamma(1 + 1 / a) + math.lgamma(b) - math.lgamma(1 + 1 / a + b))
+    summary = inspect_scores(directory).score_summary
+    assert summary is not None
+    assert summary.p50 == pytest.approx(median, abs=0.5)
+    assert summary.mean == pytest.approx(mean, abs=0.5)
+    assert summary.p50 < summary.mean  # the long tail of likely profiles
+    assert summary.min >= 0.0
+    assert summary.max <= 100.0
+    above_half = sum(1 for row in rows if row["score"] >= 50) / len(rows)
+    assert 0.05 < above_half < 0.15
+
+
+def test_emulated_score_is_the_probability_in_hundredths(
+    emulated: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    _, rows = emulated
+    assert all(0.0 <= row["probability"] < 1.0 for row in rows)
+    assert all(row["score"] == round(100 * row["probability"], 2) for row in rows)
+
+
+def test_emulated_percentile_ranks_the_score_within_its_part(
+    emulated: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    directory, rows = emulated
+    at_or_below = Counter(row["score"] for row in rows)
+    running, share = 0, {}
+    for score in sorted(at_or_below):
+        running += at_or_below[score]
+        share[score] = math.ceil(100 * running / len(rows))
+    assert [row["percentileScore"] for row in rows] == [share[row["score"]] for row in rows]
+    buckets = inspect_scores(directory).percentile_buckets
+    assert all(abs(bucket.count / len(rows) - 0.1) < 0.005 for bucket in buckets)
+
+
+def test_emulated_importance_follows_the_percentile(
+    emulated: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    _, rows = emulated
+
+    def high_share(low: int, high: int) -> float:
+        levels = [
+            factor["importance"]
+            for row in rows
+            if low <= row["percentileScore"] <= high
+            for factor in row["influentialFactors"]
+        ]
+        return levels.count("high") / len(levels)
+
+    assert high_share(1, 33) < 0.05 < 0.6 < high_share(67, 100)
+    everything = Counter(f["importance"] for row in rows for f in row["influentialFactors"])
+    assert all(0.28 < count / everything.total() < 0.38 for count in everything.values())

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import ConfigError, StorageError
-from .inspect import PartSet, scan_parts
+from ..errors import ConfigError, StorageError
+from .parts import PartSet, scan_parts
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from asyncdl.errors import ConfigError
-from asyncdl.merge import MergeResult, merge_parts, merge_parts_async
+from asyncdl.tools.merge import MergeResult, merge_parts, merge_parts_async
 
 FACTOR = pa.struct([pa.field("code", pa.string()), pa.field("importance", pa.string())])
 FIELDS: list[pa.Field[Any]] = [

@@ -1,0 +1,1 @@
+"""Tests of asyncdl.tools: the data tools, one module each."""

@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError
-from ..manifest import MANIFEST_NAME
+from ..layout import MANIFEST_NAME
 
 __all__ = ["BatchLabels", "PartSet", "batch_labels", "find_parts", "first_rows", "scan_parts"]
 

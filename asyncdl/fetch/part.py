@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 
+import anyio
+
 from ..client import AEPClient, ByteStream
 from ..errors import StorageError, VerificationError
 from ..manifest import ManifestEntry
@@ -53,6 +55,7 @@ async def fetch_part(
     a part is fetched as one stream, never in segments.
     """
     first = FirstAnswer(opened)
+    file = storage.part(part.relpath)
     try:
         if not absent and await off_loop(storage.size, part.relpath) == part.size:
             skipped = await _skip(storage, part, known, options)
@@ -62,7 +65,7 @@ async def fetch_part(
             client=client,
             part=part,
             storage=storage,
-            file=storage.part(part.relpath),
+            file=file,
             options=options,
             listener=listener,
             slots=slots or StreamSlots(_UNLIMITED, adaptive=False),
@@ -85,6 +88,8 @@ async def fetch_part(
         return await fetch_whole(transfer)
     finally:
         first.discard()
+        with anyio.CancelScope(shield=True):
+            await off_loop(file.release)  # an unsealed upload is aborted, even on Ctrl-C
 
 
 async def _skip(

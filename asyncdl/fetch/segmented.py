@@ -281,6 +281,15 @@ async def fetch_segmented(transfer: Transfer) -> PartResult | None:
     """Several ranged streams at once into one preallocated file; ``None`` to fall back."""
     part, options, listener = transfer.part, transfer.options, transfer.listener
     file = transfer.storage.segmented(part.relpath)
+    try:
+        return await _fetch_segmented(transfer, file)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await off_loop(file.release)
+
+
+async def _fetch_segmented(transfer: Transfer, file: SegmentedFile) -> PartResult | None:
+    part, options, listener = transfer.part, transfer.options, transfer.listener
     run = await _plan_for(transfer, file)
     plan = run.plan
     log.info(

@@ -279,8 +279,7 @@ async def _plan_for(transfer: Transfer, file: SegmentedFile) -> _SegmentedRun:
 
 async def fetch_segmented(transfer: Transfer) -> PartResult | None:
     """Several ranged streams at once into one preallocated file; ``None`` to fall back."""
-    part, options, listener = transfer.part, transfer.options, transfer.listener
-    file = transfer.storage.segmented(part.relpath)
+    file = transfer.storage.segmented(transfer.part.relpath)
     try:
         return await _fetch_segmented(transfer, file)
     finally:

@@ -10,8 +10,7 @@ import pytest
 
 import asyncdl
 from asyncdl.emulator import Emulator
-from tests.conftest import EmulatorFactory, threaded_emulator
-from tests.test_cli import env_for
+from tests.helpers import EmulatorFactory, env_for, threaded_emulator
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

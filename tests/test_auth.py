@@ -7,8 +7,6 @@ import pytest
 
 from asyncdl.auth import OAuthTokenProvider, StaticTokenProvider, TokenGrant, lifetime_s
 
-pytestmark = pytest.mark.anyio
-
 
 class FakeIMS:
     def __init__(self, lifetime_s: float = 100.0, delay_s: float = 0.0) -> None:

@@ -15,7 +15,7 @@ from asyncdl.errors import StorageError
 from asyncdl.slots import StreamSlots
 from asyncdl.tasks import single_error
 from asyncdl.threads import ThreadBatches, thread_batches
-from tests.conftest import until
+from tests.helpers import until
 
 
 def test_throttling_halves_once_per_cooldown() -> None:
@@ -62,7 +62,6 @@ def test_never_below_the_minimum() -> None:
     assert slots.limit == 1
 
 
-@pytest.mark.anyio
 async def test_slots_bound_concurrent_holders() -> None:
     slots = StreamSlots(3, adaptive=False)
     inside = 0
@@ -82,7 +81,6 @@ async def test_slots_bound_concurrent_holders() -> None:
     assert peak == 3
 
 
-@pytest.mark.anyio
 async def test_single_error_unwraps_the_cause() -> None:
     async def fail() -> None:
         raise StorageError("disk full")
@@ -99,7 +97,6 @@ async def test_single_error_unwraps_the_cause() -> None:
         await run_both()
 
 
-@pytest.mark.anyio
 async def test_a_bug_inside_nested_task_groups_surfaces_as_itself() -> None:
     """The pipeline's shape: workers inside thread batches; a plain bug must not arrive as a
     group inside a group (the CLI would show "unhandled errors in a TaskGroup")."""
@@ -116,7 +113,6 @@ async def test_a_bug_inside_nested_task_groups_surfaces_as_itself() -> None:
         await run()
 
 
-@pytest.mark.anyio
 async def test_unrelated_bugs_stay_together() -> None:
     async def buggy(exc: Exception) -> None:
         raise exc
@@ -223,7 +219,6 @@ def test_fixed_slots_are_never_paced() -> None:
     assert slots.rate is None
 
 
-@pytest.mark.anyio
 async def test_retry_after_holds_every_new_stream() -> None:
     slots = StreamSlots(4, cooldown_s=0.0)
     slots.on_throttled(retry_after_s=0.2)
@@ -243,7 +238,6 @@ def _blocked_job(gate: threading.Event, entered: threading.Event, value: int) ->
     return job
 
 
-@pytest.mark.anyio
 async def test_calls_that_wait_together_run_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[int] = []
     real_run_batch = threads._run_batch
@@ -279,7 +273,6 @@ async def test_calls_that_wait_together_run_as_one_batch(monkeypatch: pytest.Mon
     assert isinstance(results[9], ValueError)  # raised to its own caller only
 
 
-@pytest.mark.anyio
 async def test_a_slow_batch_does_not_hold_up_the_next_one() -> None:
     gate, entered = threading.Event(), threading.Event()
     async with thread_batches(slow_s=0.01) as batches, anyio.create_task_group() as tg:
@@ -291,7 +284,6 @@ async def test_a_slow_batch_does_not_hold_up_the_next_one() -> None:
         gate.set()
 
 
-@pytest.mark.anyio
 async def test_a_cancelled_call_that_has_not_started_never_runs() -> None:
     gate, entered = threading.Event(), threading.Event()
     ran: list[str] = []
@@ -313,7 +305,6 @@ async def test_a_cancelled_call_that_has_not_started_never_runs() -> None:
     assert ran == ["later"]
 
 
-@pytest.mark.anyio
 async def test_no_more_threads_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     gate = threading.Event()
     inside: list[int] = []
@@ -342,7 +333,6 @@ async def test_no_more_threads_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> 
     assert most[0] == 2
 
 
-@pytest.mark.anyio
 async def test_calls_left_waiting_when_serving_stops_fail_instead_of_hanging() -> None:
     batches = ThreadBatches()
     async with anyio.create_task_group() as tg:
@@ -352,7 +342,6 @@ async def test_calls_left_waiting_when_serving_stops_fail_instead_of_hanging() -
         await batches.run_sync(lambda: 1)
 
 
-@pytest.mark.anyio
 async def test_a_cancelled_call_that_has_started_is_waited_for() -> None:
     gate, entered = threading.Event(), threading.Event()
     order: list[str] = []
@@ -378,7 +367,6 @@ async def test_a_cancelled_call_that_has_started_is_waited_for() -> None:
     assert order == ["job finished", "caller returned"]
 
 
-@pytest.mark.anyio
 async def test_thread_batches_end_with_their_block() -> None:
     with anyio.fail_after(10):
         async with thread_batches() as batches:

@@ -11,7 +11,7 @@ import pytest
 from asyncdl.emulator import EmulatorConfig, running_emulator
 from asyncdl.errors import VerificationError
 from asyncdl.footer import _FooterError, _rows_from_footer, parquet_rows, parquet_rows_in
-from tests.conftest import EmulatorFactory
+from tests.helpers import EmulatorFactory
 
 
 def write(path: Path, rows: int, **options: object) -> Path:
@@ -58,7 +58,6 @@ def test_in_memory_chunks_read_like_the_file(tmp_path: Path, chunk_bytes: int) -
         parquet_rows_in(chunked(damaged, chunk_bytes), "x.parquet")
 
 
-@pytest.mark.anyio
 async def test_emulator_parts_match_pyarrow(emulator_config: EmulatorFactory) -> None:
     config: EmulatorConfig = emulator_config(dataset={"nested": True})
     async with running_emulator(config) as emu:

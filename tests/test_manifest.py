@@ -13,8 +13,6 @@ from asyncdl.manifest import Manifest
 from asyncdl.models import Batch, BatchMetrics, Part, PartResult, PartStatus
 from asyncdl.storage import LocalStorage
 
-pytestmark = pytest.mark.anyio
-
 BATCH = Batch(id="B1", status="success", metrics=BatchMetrics(output_byte_size=10))
 
 

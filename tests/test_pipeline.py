@@ -7,30 +7,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-
 from asyncdl.config import DownloadSettings
-from asyncdl.emulator import TruthBatch, running_emulator
+from asyncdl.emulator import running_emulator
 from asyncdl.models import PartStatus
 from asyncdl.pipeline import Reconciliation, download
-from tests.conftest import EmulatorFactory, credentials_for, settings_for
-
-pytestmark = pytest.mark.anyio
-
-DATASET = "5cd9146b31dae914b75f654f"
-
-
-def assert_identical(batch: TruthBatch, out_dir: Path) -> int:
-    """Every truth part is on disk under its name, byte for byte; returns how many."""
-    count = 0
-    for truth_file in batch.files:
-        for part in truth_file.parts:
-            local = out_dir / batch.id / part.name
-            assert local.read_bytes() == part.path.read_bytes(), part.name
-            count += 1
-    assert not list((out_dir / batch.id).glob("**/*.part"))
-    assert not (out_dir / batch.id / "_SUCCESS").exists()
-    return count
+from tests.helpers import DATASET, EmulatorFactory, assert_identical, credentials_for, settings_for
 
 
 async def test_newest_batch_is_byte_identical_across_pages_and_directories(
@@ -166,7 +147,7 @@ async def test_a_part_where_another_needs_a_folder_is_rejected_not_a_disk_error(
     before anything is written, and the first still arrives."""
     from aiohttp import web
 
-    from tests.conftest import scripted_api, static_credentials
+    from tests.helpers import scripted_api, static_credentials
 
     body = b"bytes of a"
 

@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from asyncdl.emulator import Faults, running_emulator
-from asyncdl.errors import AsyncdlError
-from asyncdl.models import Batch, Part, PartResult, PartStatus
+from asyncdl.models import PartStatus
 from asyncdl.pipeline import download
-from tests.conftest import EmulatorFactory, credentials_for, settings_for
-from tests.test_pipeline import DATASET
-
-pytestmark = pytest.mark.anyio
-
-
-class RecordingListener:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-        self.bytes: defaultdict[str, int] = defaultdict(int)
-        self.negative = 0
-        self.retries = 0
-        self.done: list[PartResult] = []
-        self.request_retries: list[str] = []
-
-    def on_batch(self, batch: Batch) -> None:
-        self.events.append("batch")
-
-    def on_queued(self, part: Part) -> None:
-        self.events.append("queued")
-
-    def on_bytes(self, part: Part, n: int) -> None:
-        self.bytes[part.relpath] += n
-        self.negative += n < 0
-
-    def on_retry(self, part: Part, attempt: int, error: AsyncdlError, delay_s: float) -> None:
-        self.retries += 1
-
-    def on_done(self, result: PartResult) -> None:
-        self.events.append("done")
-        self.done.append(result)
-
-    def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
-        self.request_retries.append(url)
+from tests.helpers import DATASET, EmulatorFactory, RecordingListener, credentials_for, settings_for
 
 
 @pytest.mark.parametrize(

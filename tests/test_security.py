@@ -11,10 +11,14 @@ from asyncdl.config import Credentials
 from asyncdl.emulator import Faults, running_emulator
 from asyncdl.errors import StorageError
 from asyncdl.pipeline import download
-from tests.conftest import EmulatorFactory, credentials_for, first_part_paths, settings_for
-from tests.test_pipeline import DATASET, assert_identical
-
-pytestmark = pytest.mark.anyio
+from tests.helpers import (
+    DATASET,
+    EmulatorFactory,
+    assert_identical,
+    credentials_for,
+    first_part_paths,
+    settings_for,
+)
 
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-gw-ims-org-id")
 

@@ -13,10 +13,7 @@ from asyncdl.client import AEPClient
 from asyncdl.emulator import Emulator, Faults, Variants, running_emulator
 from asyncdl.models import PartStatus
 from asyncdl.pipeline import DownloadResult, download
-from tests.conftest import EmulatorFactory, credentials_for, settings_for
-from tests.test_pipeline import DATASET
-
-pytestmark = pytest.mark.anyio
+from tests.helpers import DATASET, EmulatorFactory, credentials_for, settings_for
 
 MiB = 1 << 20
 # Three dataSetFiles of four parts: first, second and last differ, as the variants need.

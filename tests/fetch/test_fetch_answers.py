@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-import pytest
 from aiohttp import web
 
 from asyncdl.client import AEPClient, FileAnswer
@@ -20,9 +19,7 @@ from asyncdl.models import Part, PartStatus
 from asyncdl.progress import NullProgress
 from asyncdl.retry import RetryPolicy
 from asyncdl.storage import LocalStorage
-from tests.conftest import scripted_api, static_credentials
-
-pytestmark = pytest.mark.anyio
+from tests.helpers import scripted_api, static_credentials
 
 KiB = 1 << 10
 MiB = 1 << 20

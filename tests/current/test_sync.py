@@ -19,10 +19,7 @@ from asyncdl.emulator import Emulator, TruthBatch, running_emulator
 from asyncdl.errors import BusyError, ConfigError
 from asyncdl.layout import SYNC_LOCK, sync_state
 from asyncdl.storage import LocalStorage
-from tests.conftest import EmulatorFactory, credentials_for, settings_for, threaded_emulator
-from tests.test_cli import env_for
-
-pytestmark = pytest.mark.anyio
+from tests.helpers import EmulatorFactory, credentials_for, env_for, settings_for, threaded_emulator
 
 DATASET = "5cd9146b31dae914b75f654f"
 SMALL = {"files_per_batch": 1, "parts_per_file": 2}

@@ -172,7 +172,6 @@ def test_a_longer_hammering_pushes_the_first_success_further_out(debt: bool) -> 
         assert len(set(recoveries)) == 1
 
 
-@pytest.mark.anyio
 async def test_the_gateway_answers_a_bucket_in_debt(part_cache: Path) -> None:
     faults = Faults(rate_limit_rps=1.0, rate_limit_debt=True)
     config = EmulatorConfig(cache_dir=part_cache, faults=faults)

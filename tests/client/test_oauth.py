@@ -10,10 +10,7 @@ import pytest
 from asyncdl.config import Credentials
 from asyncdl.emulator import Emulator, running_emulator
 from asyncdl.pipeline import download
-from tests.conftest import EmulatorFactory, settings_for
-from tests.test_pipeline import DATASET, assert_identical
-
-pytestmark = pytest.mark.anyio
+from tests.helpers import DATASET, EmulatorFactory, assert_identical, settings_for
 
 
 def oauth_credentials(emu: Emulator) -> Credentials:

@@ -20,8 +20,6 @@ from asyncdl.config import Credentials, DownloadSettings
 from asyncdl.errors import AsyncdlError, ConfigError, ConnectError, NoBatchError
 from asyncdl.pipeline import download
 
-pytestmark = pytest.mark.anyio
-
 CREDENTIALS = Credentials(api_key="k", org_id="o@AdobeOrg", access_token="t")
 
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from asyncdl.cli import app
 from asyncdl.emulator import Emulator
-from tests.conftest import EmulatorFactory, threaded_emulator
-from tests.test_cli import DATASET, env_for, run
+from tests.helpers import DATASET, EmulatorFactory, env_for, threaded_emulator
+from tests.helpers import run_cli as run
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from asyncdl.emulator import Emulator, EmulatorConfig, RecordedRequest, running_
 from asyncdl.errors import AsyncdlError, ConfigError, ProtocolError, RateLimitedError, ServerError
 from asyncdl.pipeline import download
 from asyncdl.retry import RetryPolicy
-from tests.conftest import EmulatorFactory, credentials_for, settings_for, threaded_emulator
+from tests.helpers import EmulatorFactory, credentials_for, settings_for, threaded_emulator
 
 DATASET = "5cd9146b31dae914b75f654f"
 JOBS = "/data/core/ups/export/jobs"
@@ -179,7 +179,6 @@ def test_job_answers_are_read_tolerantly() -> None:
 # -- the library against the emulator ------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_create_dataset_export_wait_and_download(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -223,7 +222,6 @@ async def test_create_dataset_export_wait_and_download(
         assert deletes(emu) == []
 
 
-@pytest.mark.anyio
 async def test_both_dataset_spellings_are_accepted(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -239,7 +237,6 @@ async def test_both_dataset_spellings_are_accepted(
         assert raw_keys == {"datasetId", "dataSetId"}
 
 
-@pytest.mark.anyio
 async def test_segment_per_batch_writes_one_batch_per_segment(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -268,7 +265,6 @@ async def test_segment_per_batch_writes_one_batch_per_segment(
             assert memberships == {segment}
 
 
-@pytest.mark.anyio
 async def test_failed_job_raises_with_aep_errors(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -283,7 +279,6 @@ async def test_failed_job_raises_with_aep_errors(
         assert deletes(emu) == []  # a finished job has nothing to cancel
 
 
-@pytest.mark.anyio
 async def test_cancelling_the_wait_cancels_the_job(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -316,7 +311,6 @@ async def test_cancelling_the_wait_cancels_the_job(
         assert (await get_export_job(client, created.id)).status is JobStatus.CANCELLED
 
 
-@pytest.mark.anyio
 async def test_timeout_cancels_the_job_unless_kept(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -337,7 +331,6 @@ async def test_timeout_cancels_the_job_unless_kept(
         assert (await get_export_job(client, kept.id)).status is not JobStatus.CANCELLED
 
 
-@pytest.mark.anyio
 async def test_listing_follows_relative_next_links(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -392,7 +385,6 @@ async def scripted(statuses: list[int]) -> AsyncIterator[tuple[AEPClient, list[s
         await runner.cleanup()
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("status", [429, 503])
 async def test_post_retries_answers_that_were_not_processed(status: int) -> None:
     async with scripted([status, status]) as (client, seen):
@@ -400,7 +392,6 @@ async def test_post_retries_answers_that_were_not_processed(status: int) -> None
     assert seen == ["POST"] * 3
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("status", [500, 502, 504])
 async def test_post_is_not_replayed_when_it_may_have_been_processed(status: int) -> None:
     async with scripted([status]) as (client, seen):
@@ -409,7 +400,6 @@ async def test_post_is_not_replayed_when_it_may_have_been_processed(status: int)
     assert seen == ["POST"]
 
 
-@pytest.mark.anyio
 async def test_post_gives_up_on_persistent_throttling_and_delete_retries() -> None:
     async with scripted([429] * 10) as (client, seen):
         with pytest.raises(RateLimitedError):

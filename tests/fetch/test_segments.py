@@ -14,15 +14,16 @@ import pytest
 from asyncdl.emulator import Faults, running_emulator
 from asyncdl.fetch.plan import Segment, SegmentPlan
 from asyncdl.pipeline import download
-from tests.conftest import (
+from tests.helpers import (
+    DATASET,
     EmulatorFactory,
+    assert_identical,
     credentials_for,
     first_part_paths,
     local_part,
     settings_for,
     until,
 )
-from tests.test_pipeline import DATASET, assert_identical
 
 MiB = 1 << 20
 RANGE = re.compile(r"bytes=(\d+)-(\d*)")
@@ -66,7 +67,6 @@ def test_the_contiguous_prefix_stops_at_the_first_gap(tmp_path: Path) -> None:
     assert plan.contiguous == 10
 
 
-@pytest.mark.anyio
 async def test_the_digest_follows_the_prefix_while_later_segments_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,7 +123,6 @@ async def test_the_digest_follows_the_prefix_while_later_segments_stream(
     assert digest.hexdigest() == hashlib.sha256(body).hexdigest()
 
 
-@pytest.mark.anyio
 async def test_one_follower_at_a_time_and_another_after_it_stops(tmp_path: Path) -> None:
     from asyncdl.fetch.segmented import _PrefixDigest
 
@@ -145,7 +144,6 @@ async def test_one_follower_at_a_time_and_another_after_it_stops(tmp_path: Path)
     assert digest.hexdigest() == hashlib.sha256(body).hexdigest()
 
 
-@pytest.mark.anyio
 async def test_a_deadline_during_the_last_hash_does_not_fail_a_part_that_arrived(
     emulator_config: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -175,7 +173,6 @@ async def test_a_deadline_during_the_last_hash_does_not_fail_a_part_that_arrived
     assert result.results[0].sha256 == hashlib.sha256(truth.path.read_bytes()).hexdigest()
 
 
-@pytest.mark.anyio
 async def test_a_part_shorter_than_its_record_never_gets_a_digest(tmp_path: Path) -> None:
     from asyncdl.fetch.segmented import _PrefixDigest
 
@@ -205,7 +202,6 @@ def segmented(emu_settings: dict[str, object]) -> dict[str, object]:
     return {"segment_threshold_bytes": MiB + 1, "segment_bytes": MiB, **emu_settings}
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     "faults",
     [Faults(), Faults(drop_rate=0.5, seed=5), Faults(range_support=False)],
@@ -242,7 +238,6 @@ async def test_big_parts_arrive_in_segments(
         assert any(r == "" for r in ranges)  # fell back to one whole stream
 
 
-@pytest.mark.anyio
 async def test_segments_resume_where_the_record_says(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -284,7 +279,6 @@ def test_segment_layout_is_validated() -> None:
     assert dataclasses.replace(DownloadSettings(), segment_threshold_bytes=None)
 
 
-@pytest.mark.anyio
 async def test_a_preallocated_part_is_never_trusted_by_its_size(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:

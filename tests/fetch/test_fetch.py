@@ -13,8 +13,6 @@ from asyncdl.layout import reserved
 from asyncdl.retry import is_retryable
 from asyncdl.tasks import single_error
 
-pytestmark = pytest.mark.anyio
-
 
 class FakeStream:
     def __init__(self, status: int, start: int, body: bytes, piece: int = 4) -> None:

@@ -23,16 +23,17 @@ from asyncdl.fetch.plan import SegmentPlan
 from asyncdl.pipeline import download
 from asyncdl.storage import local
 from asyncdl.storage.durable import SyncError, has_hole, sync_directory
-from tests.conftest import (
+from tests.helpers import (
+    DATASET,
     EmulatorFactory,
+    RecordingListener,
+    assert_identical,
     credentials_for,
     first_part_paths,
     local_part,
     settings_for,
     until,
 )
-from tests.test_pipeline import DATASET, assert_identical
-from tests.test_progress import RecordingListener
 
 MiB = 1 << 20
 
@@ -171,7 +172,6 @@ SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("fsync", [True, False], ids=["fsync", "no-fsync"])
 async def test_a_part_is_synced_before_it_gets_its_name(
@@ -233,7 +233,6 @@ def _arrived(listener: RecordingListener) -> int:
     return sum(listener.bytes.values())
 
 
-@pytest.mark.anyio
 async def test_streams_keep_reading_while_the_record_syncs(
     emulator_config: EmulatorFactory, tmp_path: Path, disk_log: DiskLog
 ) -> None:
@@ -297,7 +296,6 @@ def _segmented(emu: Any, tmp_path: Path, **overrides: Any) -> Any:
     return settings_for(emu, tmp_path, **fields)
 
 
-@pytest.mark.anyio
 async def test_every_segment_record_claims_only_synced_bytes(
     emulator_config: EmulatorFactory, tmp_path: Path, truncates: DiskLog
 ) -> None:
@@ -335,7 +333,6 @@ async def test_every_segment_record_claims_only_synced_bytes(
     assert ("fsync", directory, "") in disk_log.events[record_named:truncate]
 
 
-@pytest.mark.anyio
 async def test_an_interrupted_segmented_part_keeps_a_synced_record_of_what_arrived(
     emulator_config: EmulatorFactory,
     tmp_path: Path,
@@ -360,7 +357,6 @@ async def test_an_interrupted_segmented_part_keeps_a_synced_record_of_what_arriv
     assert disk_log.records[-1] == (claimed, claimed)
 
 
-@pytest.mark.anyio
 async def test_after_a_failed_record_sync_no_record_vouches_for_more(
     emulator_config: EmulatorFactory, tmp_path: Path, disk_log: DiskLog
 ) -> None:
@@ -389,7 +385,6 @@ async def test_after_a_failed_record_sync_no_record_vouches_for_more(
     assert _claimed(record) == 0  # the record of the preallocation: nothing was ever synced
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("shape", SHAPES)
 async def test_a_part_whose_sync_failed_is_fetched_again_not_kept(
     emulator_config: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str
@@ -475,7 +470,6 @@ def _without_its_middle(temp: Path, data: bytes, *, hole: bool) -> bool:
     return temp.stat().st_blocks * 512 < len(data)
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("segmented", [True, False], ids=["segmented", "one-stream"])
 @pytest.mark.parametrize("record", ["lost", "unreadable"])
 async def test_a_preallocated_part_without_its_record_is_not_trusted(
@@ -517,7 +511,6 @@ def test_a_file_written_front_to_back_has_no_hole(tmp_path: Path) -> None:
     assert not has_hole(sparse, 4096)  # the hole starts after the bytes written
 
 
-@pytest.mark.anyio
 async def test_a_dropped_segmented_attempt_is_emptied_for_good_before_its_record_goes(
     emulator_config: EmulatorFactory, tmp_path: Path, truncates: DiskLog
 ) -> None:
@@ -541,7 +534,6 @@ async def test_a_dropped_segmented_attempt_is_emptied_for_good_before_its_record
     assert ("fsync", events[emptied][1], "") in events[emptied:forgotten]
 
 
-@pytest.mark.anyio
 async def test_a_record_that_claims_a_hole_is_taken_back_to_it(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
@@ -565,7 +557,6 @@ async def test_a_record_that_claims_a_hole_is_taken_back_to_it(
     assert result.results[0].fetched_bytes == MiB
 
 
-@pytest.mark.anyio
 async def test_a_record_that_cannot_be_saved_never_replaces_a_cancellation(
     emulator_config: EmulatorFactory,
     tmp_path: Path,

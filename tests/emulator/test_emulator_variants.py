@@ -117,7 +117,6 @@ def test_variants_default_off_validated_and_outside_the_data_key(part_cache: Pat
     assert data_key(plain) == data_key(varied)  # the part cache is shared
 
 
-@pytest.mark.anyio
 async def test_unlinked_batch_files_total_count_and_no_links(part_cache: Path) -> None:
     async with serving(part_cache, variants=Variants(unlinked_batch_files=True)) as (emu, http):
         batch = newest(emu)
@@ -133,7 +132,6 @@ async def test_unlinked_batch_files_total_count_and_no_links(part_cache: Path) -
         assert (past["data"], "_links" in past) == ([], False)
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("unlinked", [False, True])
 async def test_a_150_file_batch_is_listed_whole(part_cache: Path, unlinked: bool) -> None:
     wide = spec("wide", files_per_batch=150, parts_per_file=1, rows_per_part=50)
@@ -162,7 +160,6 @@ async def test_a_150_file_batch_is_listed_whole(part_cache: Path, unlinked: bool
         assert len(seen) == 150
 
 
-@pytest.mark.anyio
 async def test_single_file_answers_bytes_with_a_filename_and_honours_range(
     part_cache: Path,
 ) -> None:
@@ -201,7 +198,6 @@ async def test_single_file_answers_bytes_with_a_filename_and_honours_range(
         assert status == 404  # a complete file has no entries
 
 
-@pytest.mark.anyio
 async def test_download_faults_apply_to_single_files(part_cache: Path) -> None:
     variants = Variants(single_file=True)
     faults = Faults(drop_rate=1.0, max_faults_per_path=1)
@@ -221,7 +217,6 @@ async def test_download_faults_apply_to_single_files(part_cache: Path) -> None:
         assert [r.fault for r in emu.requests] == ["drop", None, "5xx"]
 
 
-@pytest.mark.anyio
 async def test_nested_datasetfiles_list_datasetfiles_without_name_or_length(
     part_cache: Path,
 ) -> None:
@@ -254,7 +249,6 @@ async def test_nested_datasetfiles_list_datasetfiles_without_name_or_length(
         assert [e["dataSetFileId"] for e in entries] == [f"{first.dataset_file_id}-1"]
 
 
-@pytest.mark.anyio
 async def test_relative_hrefs_resolve_to_working_urls(part_cache: Path) -> None:
     variants = Variants(relative_hrefs=True)
     async with serving(part_cache, variants=variants, page_size=2, batch_files_page_size=1) as (
@@ -281,7 +275,6 @@ async def test_relative_hrefs_resolve_to_working_urls(part_cache: Path) -> None:
                 assert body == part.path.read_bytes()
 
 
-@pytest.mark.anyio
 async def test_commit_markers_and_a_partition_folder(part_cache: Path) -> None:
     async with serving(part_cache, variants=Variants(commit_markers=True)) as (emu, http):
         batch = newest(emu)
@@ -319,7 +312,6 @@ async def test_commit_markers_and_a_partition_folder(part_cache: Path) -> None:
         assert (metrics["outputFileCount"], metrics["outputByteSize"]) == (6, batch.size)
 
 
-@pytest.mark.anyio
 async def test_missing_length_entries_and_head(part_cache: Path) -> None:
     async with serving(part_cache, variants=Variants(missing_length=True)) as (emu, http):
         file = newest(emu).files[0]
@@ -337,7 +329,6 @@ async def test_missing_length_entries_and_head(part_cache: Path) -> None:
                 assert response.headers["Content-Type"] == "application/octet-stream"
 
 
-@pytest.mark.anyio
 async def test_unknown_length_head_has_no_content_length(part_cache: Path) -> None:
     async with serving(part_cache, variants=Variants(unknown_length=True)) as (emu, http):
         batch = newest(emu)
@@ -355,7 +346,6 @@ async def test_unknown_length_head_has_no_content_length(part_cache: Path) -> No
         assert headers["Content-Length"] == str(batch.parts[0].size)
 
 
-@pytest.mark.anyio
 async def test_endless_next_links_and_empty_pages(part_cache: Path) -> None:
     async with serving(part_cache, variants=Variants(endless_next=True), page_size=2) as (
         emu,
@@ -372,7 +362,6 @@ async def test_endless_next_links_and_empty_pages(part_cache: Path) -> None:
         assert url.endswith("?start=8&limit=2")
 
 
-@pytest.mark.anyio
 async def test_short_206_is_honest_about_what_it_sends(part_cache: Path) -> None:
     async with serving(part_cache, variants=Variants(short_206=True)) as (emu, http):
         part = newest(emu).parts[0]
@@ -400,7 +389,6 @@ async def test_short_206_is_honest_about_what_it_sends(part_cache: Path) -> None
         assert got == expected
 
 
-@pytest.mark.anyio
 async def test_file_count_of_datasetfiles(part_cache: Path) -> None:
     variants = Variants(file_count_of_datasetfiles=True, single_file=True)
     async with serving(part_cache, variants=variants) as (emu, http):
@@ -416,7 +404,6 @@ async def test_file_count_of_datasetfiles(part_cache: Path) -> None:
         assert body[batch.id]["metrics"]["outputFileCount"] == len(batch.parts) == 6
 
 
-@pytest.mark.anyio
 async def test_quirky_metrics_are_strings(part_cache: Path) -> None:
     async with serving(part_cache, variants=Variants(quirky_metrics=True)) as (emu, http):
         batch = newest(emu)
@@ -427,7 +414,6 @@ async def test_quirky_metrics_are_strings(part_cache: Path) -> None:
         assert metrics["outputFileCount"] == -1
 
 
-@pytest.mark.anyio
 async def test_malformed_retry_after_on_injected_refusals(part_cache: Path) -> None:
     variants = Variants(malformed_retry_after=True)
     faults = Faults(rate_429=0.5, error_5xx_rate=0.5, retry_after_s=1, max_faults_per_path=60)
@@ -451,7 +437,6 @@ async def test_malformed_retry_after_on_injected_refusals(part_cache: Path) -> N
         assert 429 in statuses
 
 
-@pytest.mark.anyio
 async def test_response_limit_cuts_a_slow_download(part_cache: Path) -> None:
     slow = spec("slow", files_per_batch=1, parts_per_file=1, part_bytes=40_000)
     variants = Variants(response_limit_s=0.3, single_file=True)
@@ -476,7 +461,6 @@ async def test_response_limit_cuts_a_slow_download(part_cache: Path) -> None:
         assert whole.fault is None
 
 
-@pytest.mark.anyio
 async def test_export_job_quirks(part_cache: Path) -> None:
     variants = Variants(export_job_quirks=True)
     async with serving(part_cache, variants=variants, export_duration_s=0.0) as (_, http):
@@ -544,7 +528,6 @@ async def walk_batch(http: aiohttp.ClientSession, base: str, batch_id: str) -> d
     return got
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     "shape",
     [
@@ -590,7 +573,6 @@ def export_request(*segments: str, **destination: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.anyio
 async def test_export_job_listing_pages_with_opaque_cursors(part_cache: Path) -> None:
     async with serving(part_cache, export_duration_s=30.0) as (_, http):
         for _ in range(5):
@@ -620,7 +602,6 @@ async def test_export_job_listing_pages_with_opaque_cursors(part_cache: Path) ->
             assert (status, problem["status"]) == (400, 400)
 
 
-@pytest.mark.anyio
 async def test_delete_answers_the_job(part_cache: Path) -> None:
     async with serving(part_cache, export_duration_s=0.0) as (_, http):
         async with http.post(JOBS, json=export_request()) as response:
@@ -640,7 +621,6 @@ def test_retry_after_must_be_whole_seconds() -> None:
     assert Faults(retry_after_s=2.0).retry_after_s == 2.0
 
 
-@pytest.mark.anyio
 async def test_gateway_error_codes_of_injected_refusals(part_cache: Path) -> None:
     faults = Faults(rate_429=0.5, error_5xx_rate=0.5, retry_after_s=2, max_faults_per_path=80)
     async with serving(part_cache, faults=faults) as (_, http):

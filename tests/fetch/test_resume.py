@@ -15,9 +15,7 @@ import pytest
 
 from asyncdl.emulator import Emulator
 from asyncdl.fetch.plan import SegmentPlan
-from tests.conftest import EmulatorFactory, threaded_emulator
-from tests.test_cli import DATASET, env_for
-from tests.test_pipeline import assert_identical
+from tests.helpers import DATASET, EmulatorFactory, assert_identical, env_for, threaded_emulator
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,7 @@ from asyncdl.config import DownloadSettings
 from asyncdl.errors import AuthError
 from asyncdl.listing import Marker, OpenedPart, Rejected, iter_dataset_files, iter_parts
 from asyncdl.models import Part
-from tests.conftest import Handler, scripted_api, static_credentials
-
-pytestmark = pytest.mark.anyio
+from tests.helpers import Handler, scripted_api, static_credentials
 
 EXPORT = "/data/foundation/export"
 BATCH = "B1"

@@ -30,7 +30,7 @@ from asyncdl.emulator import (
 )
 from asyncdl.emulator.data import data_key
 from asyncdl.errors import ConfigError
-from tests.test_emulator_variants import walk_batch
+from tests.emulator.test_emulator_variants import walk_batch
 
 DATASET = "5cd9146b31dae914b75f654f"
 EMPTY_DATASET = "5cd9146b31dae914b75f0000"
@@ -99,7 +99,6 @@ def assert_served(got: Mapping[str, bytes], expected: Mapping[str, TruthPart]) -
 # -- chains and append-only datasets -------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_customer_ai_batches_name_the_previous_success(part_cache: Path) -> None:
     async with serving(part_cache) as (emulator, http):
         oldest_first = sorted(emulator.batches_for(DATASET), key=lambda b: b.created_ms)
@@ -115,7 +114,6 @@ async def test_customer_ai_batches_name_the_previous_success(part_cache: Path) -
         assert [b["id"] for b in successes if b["id"] not in named] == [oldest_first[-1].id]
 
 
-@pytest.mark.anyio
 async def test_append_only_batches_have_no_replay_and_share_the_part_cache(
     part_cache: Path,
 ) -> None:
@@ -140,7 +138,6 @@ async def test_append_only_batches_have_no_replay_and_share_the_part_cache(
 # -- add_batch -----------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_an_added_batch_is_the_newest_and_is_served(part_cache: Path) -> None:
     async with serving(part_cache) as (emulator, http):
         before = {b.id: b for b in emulator.truth if b.dataset_id == DATASET}
@@ -182,7 +179,6 @@ async def test_an_added_batch_is_the_newest_and_is_served(part_cache: Path) -> N
         assert_served(await download_batch(http, added.id), expected)
 
 
-@pytest.mark.anyio
 async def test_added_batches_chain_and_are_deterministic(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -215,7 +211,6 @@ async def test_added_batches_chain_and_are_deterministic(
     assert runs[0] == runs[1]
 
 
-@pytest.mark.anyio
 async def test_add_batch_refuses_what_cannot_be(part_cache: Path) -> None:
     async with serving(part_cache) as (emulator, _):
         newest_ms = max(b.created_ms for b in emulator.truth if b.dataset_id == DATASET)
@@ -234,7 +229,6 @@ async def test_add_batch_refuses_what_cannot_be(part_cache: Path) -> None:
         await Emulator(EmulatorConfig(cache_dir=part_cache)).add_batch(DATASET)
 
 
-@pytest.mark.anyio
 async def test_an_added_batch_is_served_under_every_variant(part_cache: Path) -> None:
     world = DatasetSpec(id="live-every", batches=1, failed_batches=0, rows_per_part=50, nested=True)
     async with serving(
@@ -254,7 +248,6 @@ async def test_an_added_batch_is_served_under_every_variant(part_cache: Path) ->
 # -- set_status ----------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_a_batch_created_earlier_can_succeed_later(part_cache: Path) -> None:
     async with serving(part_cache) as (emulator, http):
         current = emulator.batches_for(DATASET)[0]
@@ -290,7 +283,6 @@ async def test_a_batch_created_earlier_can_succeed_later(part_cache: Path) -> No
         assert emulator.served_file_ids(late.id) == [f.dataset_file_id for f in late.files]
 
 
-@pytest.mark.anyio
 async def test_set_status_refuses_what_cannot_be(part_cache: Path) -> None:
     async with serving(part_cache) as (emulator, http):
         (failed,) = emulator.batches_for(DATASET, status="failed")
@@ -313,7 +305,6 @@ async def test_set_status_refuses_what_cannot_be(part_cache: Path) -> None:
 # -- the periodic adder and asyncdl serve ---------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_serve_adds_a_batch_every_period(part_cache: Path) -> None:
     config = EmulatorConfig(cache_dir=part_cache)
     started: list[Emulator] = []
@@ -341,7 +332,6 @@ async def test_serve_adds_a_batch_every_period(part_cache: Path) -> None:
     assert len(set(created)) == len(created)
 
 
-@pytest.mark.anyio
 async def test_add_batches_every_validates_its_period(part_cache: Path) -> None:
     config = EmulatorConfig(cache_dir=part_cache)
     for bad in (0.0, -1.0, float("nan"), float("inf")):

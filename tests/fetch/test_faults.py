@@ -10,10 +10,7 @@ import pytest
 from asyncdl.emulator import Faults, running_emulator
 from asyncdl.models import PartStatus
 from asyncdl.pipeline import download
-from tests.conftest import EmulatorFactory, credentials_for, settings_for
-from tests.test_pipeline import DATASET, assert_identical
-
-pytestmark = pytest.mark.anyio
+from tests.helpers import DATASET, EmulatorFactory, assert_identical, credentials_for, settings_for
 
 FAULTS = {
     "5xx": Faults(error_5xx_rate=0.5),

@@ -15,36 +15,14 @@ from typer.testing import CliRunner
 
 from asyncdl.cli import app, parse_size
 from asyncdl.emulator import Emulator
-from tests.conftest import EmulatorFactory, threaded_emulator
-
-DATASET = "5cd9146b31dae914b75f654f"
-EMPTY_DATASET = "5cd9146b31dae914b75f0000"
-
-
-def env_for(emu: Emulator, **overrides: str) -> dict[str, str]:
-    env = {
-        "AEP_BASE_URL": emu.base_url,
-        "AEP_ACCESS_TOKEN": emu.config.static_tokens[0],
-        "AEP_API_KEY": emu.config.api_key,
-        "AEP_ORG_ID": emu.config.org_id,
-        "AEP_SANDBOX": "prod",
-        "AEP_CLIENT_ID": "",
-        "AEP_CLIENT_SECRET": "",
-    }
-    env.update(overrides)
-    return env
+from tests.helpers import DATASET, EMPTY_DATASET, EmulatorFactory, env_for, threaded_emulator
+from tests.helpers import run_cli as run
 
 
 @pytest.fixture
 def emu(emulator_config: EmulatorFactory) -> Iterator[Emulator]:
     with threaded_emulator(emulator_config()) as running:
         yield running
-
-
-def run(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, args, env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_download_newest_batch(emu: Emulator, tmp_path: Path) -> None:

@@ -87,7 +87,6 @@ async def walk_directory(http: aiohttp.ClientSession, href: str) -> list[dict[st
 # -- gateway and IMS -----------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("changes", "status", "code"),
     [
@@ -120,7 +119,6 @@ async def test_gateway_refuses_bad_headers(
         assert emulator.requests[-1].kind == "catalog_batches"
 
 
-@pytest.mark.anyio
 async def test_missing_sandbox_header_means_prod(cache_dir: Path) -> None:
     headers = {k: v for k, v in HEADERS.items() if k != "x-sandbox-name"}
     async with (
@@ -131,7 +129,6 @@ async def test_missing_sandbox_header_means_prod(cache_dir: Path) -> None:
         assert response.status == 200
 
 
-@pytest.mark.anyio
 async def test_ims_token_is_accepted_then_expires(cache_dir: Path) -> None:
     form = {
         "grant_type": "client_credentials",
@@ -161,7 +158,6 @@ async def test_ims_token_is_accepted_then_expires(cache_dir: Path) -> None:
         assert emulator.requests[0].kind == "token"
 
 
-@pytest.mark.anyio
 async def test_revoked_tokens_are_refused(cache_dir: Path) -> None:
     form = {
         "grant_type": "client_credentials",
@@ -179,7 +175,6 @@ async def test_revoked_tokens_are_refused(cache_dir: Path) -> None:
             assert response.status == 200  # static tokens survive
 
 
-@pytest.mark.anyio
 async def test_ims_refuses_bad_client_and_grant(cache_dir: Path) -> None:
     async with serving(cache_dir) as (_, http):
         bad_client = {"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"}
@@ -195,7 +190,6 @@ async def test_ims_refuses_bad_client_and_grant(cache_dir: Path) -> None:
 # -- Catalog -------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_catalog_latest_success_skips_newer_failed_batch(cache_dir: Path) -> None:
     async with serving(cache_dir) as (emulator, http):
         everything = sorted(
@@ -228,7 +222,6 @@ async def test_catalog_latest_success_skips_newer_failed_batch(cache_dir: Path) 
         assert "_page" not in body
 
 
-@pytest.mark.anyio
 async def test_catalog_order_limit_and_start(cache_dir: Path) -> None:
     async with serving(cache_dir) as (emulator, http):
         ours = [b for b in emulator.truth if b.dataset_id == DATASET]
@@ -259,7 +252,6 @@ async def test_catalog_order_limit_and_start(cache_dir: Path) -> None:
         assert list(window) == [middle.id]
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     "params",
     [{"limit": "0"}, {"limit": "ten"}, {"start": "-1"}, {"orderBy": "desc:updated"}],
@@ -272,7 +264,6 @@ async def test_catalog_rejects_bad_parameters(cache_dir: Path, params: dict[str,
         assert {"type", "title", "detail"} <= set(body)
 
 
-@pytest.mark.anyio
 async def test_metrics_match_the_parts_on_disk(cache_dir: Path) -> None:
     async with serving(cache_dir) as (emulator, http):
         batch = newest_success(emulator)
@@ -288,7 +279,6 @@ async def test_metrics_match_the_parts_on_disk(cache_dir: Path) -> None:
         assert body[batch.id]["metrics"]["outputRecordCount"] == batch.rows + 1
 
 
-@pytest.mark.anyio
 async def test_datasets(cache_dir: Path) -> None:
     async with serving(cache_dir) as (emulator, http):
         status, body, _ = await get_json(http, f"/data/foundation/catalog/dataSets/{DATASET}")
@@ -310,7 +300,6 @@ async def test_datasets(cache_dir: Path) -> None:
 # -- Data Access ---------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_batch_files_paging_failed_and_unknown(cache_dir: Path) -> None:
     async with serving(cache_dir, batch_files_page_size=1) as (emulator, http):
         batch = newest_success(emulator)
@@ -334,7 +323,6 @@ async def test_batch_files_paging_failed_and_unknown(cache_dir: Path) -> None:
         assert (status, missing["status"]) == (404, 404)
 
 
-@pytest.mark.anyio
 async def test_directory_paging_walks_every_part(cache_dir: Path) -> None:
     async with serving(cache_dir, page_size=3) as (emulator, http):
         batch = newest_success(emulator)
@@ -364,7 +352,6 @@ async def test_directory_paging_walks_every_part(cache_dir: Path) -> None:
         assert (status, missing["status"]) == (404, 404)
 
 
-@pytest.mark.anyio
 async def test_nested_directory(cache_dir: Path) -> None:
     spec = DatasetSpec(nested=True, batches=1, failed_batches=0)
     async with serving(cache_dir, datasets=(spec,)) as (emulator, http):
@@ -385,7 +372,6 @@ async def test_nested_directory(cache_dir: Path) -> None:
         assert len({p.name for p in batch.parts}) == len(batch.parts) == 8
 
 
-@pytest.mark.anyio
 async def test_download_full_range_head_and_416(cache_dir: Path) -> None:
     async with serving(cache_dir) as (emulator, http):
         part = newest_success(emulator).parts[0]
@@ -427,7 +413,6 @@ async def test_download_full_range_head_and_416(cache_dir: Path) -> None:
         ]
 
 
-@pytest.mark.anyio
 async def test_without_range_support_always_full(cache_dir: Path) -> None:
     async with serving(cache_dir, faults=Faults(range_support=False)) as (emulator, http):
         part = newest_success(emulator).parts[0]
@@ -445,7 +430,6 @@ async def test_without_range_support_always_full(cache_dir: Path) -> None:
 # -- faults --------------------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_5xx_is_capped_per_path(cache_dir: Path) -> None:
     faults = Faults(error_5xx_rate=1.0, max_faults_per_path=2, retry_after_s=2.0)
     async with serving(cache_dir, faults=faults) as (emulator, http):
@@ -466,7 +450,6 @@ async def test_5xx_is_capped_per_path(cache_dir: Path) -> None:
         assert [r.fault for r in emulator.requests] == ["5xx", "5xx", None, "5xx"]
 
 
-@pytest.mark.anyio
 async def test_429_bodies_and_retry_after(cache_dir: Path) -> None:
     faults = Faults(rate_429=1.0, max_faults_per_path=40, retry_after_s=3.0)
     async with serving(cache_dir, faults=faults) as (emulator, http):
@@ -485,7 +468,6 @@ async def test_429_bodies_and_retry_after(cache_dir: Path) -> None:
             assert response.headers["Retry-After"].endswith("GMT")
 
 
-@pytest.mark.anyio
 async def test_drop_cuts_the_connection_mid_body(cache_dir: Path) -> None:
     faults = Faults(drop_rate=1.0, max_faults_per_path=1)
     async with serving(cache_dir, faults=faults) as (emulator, http):
@@ -504,7 +486,6 @@ async def test_drop_cuts_the_connection_mid_body(cache_dir: Path) -> None:
         assert ok.fault is None
 
 
-@pytest.mark.anyio
 async def test_truncate_sends_a_consistent_short_body(cache_dir: Path) -> None:
     faults = Faults(truncate_rate=1.0, max_faults_per_path=2)
     async with serving(cache_dir, faults=faults) as (emulator, http):
@@ -528,7 +509,6 @@ async def test_truncate_sends_a_consistent_short_body(cache_dir: Path) -> None:
         assert faults_seen == ["truncate", "truncate", None]
 
 
-@pytest.mark.anyio
 async def test_rate_limit_bucket(cache_dir: Path) -> None:
     async with serving(cache_dir, faults=Faults(rate_limit_rps=1.0)) as (emulator, http):
         statuses = []
@@ -543,7 +523,6 @@ async def test_rate_limit_bucket(cache_dir: Path) -> None:
         assert "rate_limit" in [r.fault for r in emulator.requests]
 
 
-@pytest.mark.anyio
 async def test_foreign_origin_and_hostile_names(cache_dir: Path) -> None:
     faults = Faults(foreign_origin="http://127.0.0.1:9999/", hostile_names=True)
     async with serving(cache_dir, faults=faults) as (emulator, http):
@@ -562,7 +541,6 @@ async def test_foreign_origin_and_hostile_names(cache_dir: Path) -> None:
                 assert len(await response.read()) > 0
 
 
-@pytest.mark.anyio
 async def test_bandwidth_cap_slows_downloads(cache_dir: Path) -> None:
     spec = DatasetSpec(
         id="bandwidth", batches=1, failed_batches=0, files_per_batch=1, parts_per_file=1,
@@ -584,7 +562,6 @@ async def test_bandwidth_cap_slows_downloads(cache_dir: Path) -> None:
             assert await r.read() == part.path.read_bytes()[100_000:]
 
 
-@pytest.mark.anyio
 async def test_latency_is_added(cache_dir: Path) -> None:
     async with serving(cache_dir, latency_s=0.1) as (_, http):
         began = time.monotonic()
@@ -612,7 +589,6 @@ def _digests(emulator: Emulator) -> dict[str, str]:
     }
 
 
-@pytest.mark.anyio
 async def test_data_is_deterministic_and_has_the_schema(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -639,7 +615,6 @@ async def test_data_is_deterministic_and_has_the_schema(
     assert part.name.endswith("-528-1-c000.snappy.parquet")
 
 
-@pytest.mark.anyio
 async def test_part_bytes_sizes_parts(cache_dir: Path) -> None:
     spec = DatasetSpec(
         id="sized", batches=1, failed_batches=0, parts_per_file=2, part_bytes=300_000
@@ -687,7 +662,6 @@ async def post_json(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[i
         return response.status, await response.json(content_type=None)
 
 
-@pytest.mark.anyio
 async def test_create_dataset(cache_dir: Path) -> None:
     async with serving(cache_dir) as (_, http):
         schema = {"id": "https://ns.adobe.com/xdm/context/profile__union"}
@@ -707,7 +681,6 @@ async def test_create_dataset(cache_dir: Path) -> None:
             assert problem["title"] == "Bad Request"
 
 
-@pytest.mark.anyio
 async def test_export_job_moves_through_its_statuses_and_writes_a_batch(cache_dir: Path) -> None:
     async with serving(cache_dir, export_duration_s=0.3) as (emulator, http):
         status, job = await post_json(http, JOBS, export_request(DATASET))
@@ -756,7 +729,6 @@ async def test_export_job_moves_through_its_statuses_and_writes_a_batch(cache_di
         assert list(newest) == [batch.id]
 
 
-@pytest.mark.anyio
 async def test_export_job_bytes_are_cached_by_content(cache_dir: Path) -> None:
     async with serving(cache_dir, export_duration_s=0.0) as (emulator, http):
         for _ in range(2):
@@ -768,7 +740,6 @@ async def test_export_job_bytes_are_cached_by_content(cache_dir: Path) -> None:
         assert [p.path for p in first.parts] == [p.path for p in second.parts]
 
 
-@pytest.mark.anyio
 async def test_segment_per_batch_and_both_dataset_spellings(cache_dir: Path) -> None:
     async with serving(cache_dir, export_duration_s=0.0) as (emulator, http):
         await post_json(http, JOBS, export_request(DATASET))  # 11000: spelled datasetId
@@ -785,7 +756,6 @@ async def test_segment_per_batch_and_both_dataset_spellings(cache_dir: Path) -> 
         assert job["metrics"]["totalExportedProfileCounter"] == 1000
 
 
-@pytest.mark.anyio
 async def test_export_fail_option(cache_dir: Path) -> None:
     async with serving(cache_dir, export_duration_s=0.0, export_fail=True) as (emulator, http):
         _, job = await post_json(http, JOBS, export_request(DATASET))
@@ -797,7 +767,6 @@ async def test_export_fail_option(cache_dir: Path) -> None:
         assert emulator.export_batches == ()
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("change", "status", "detail"),
     [
@@ -819,7 +788,6 @@ async def test_export_job_validation(
         assert detail in problem["detail"]
 
 
-@pytest.mark.anyio
 async def test_export_job_listing_pages_and_cancel(cache_dir: Path) -> None:
     async with serving(cache_dir, export_duration_s=30.0) as (emulator, http):
         for _ in range(3):
@@ -849,7 +817,6 @@ async def test_export_job_listing_pages_and_cancel(cache_dir: Path) -> None:
         assert missing.status == 404
 
 
-@pytest.mark.anyio
 async def test_requests_are_recorded(cache_dir: Path) -> None:
     async with serving(cache_dir) as (emulator, http):
         async with http.get("/no/such/thing") as response:

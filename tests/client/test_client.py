@@ -12,7 +12,7 @@ from asyncdl.client import AEPClient, filename_from, is_json_type, origin_of
 from asyncdl.client.origins import OriginLock
 from asyncdl.config import Credentials, DownloadSettings
 from asyncdl.errors import APIError, ForeignOriginError, ProtocolError
-from tests.conftest import scripted_api, static_credentials
+from tests.helpers import scripted_api, static_credentials
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,6 @@ def test_json_media_types(content_type: str, json: bool) -> None:
     assert is_json_type(content_type) is json
 
 
-@pytest.mark.anyio
 async def test_json_calls_ask_for_json_and_never_read_another_answer() -> None:
     """An HTML error page (or a file) where JSON was documented: refused from its headers, so an
     endless body cannot hang the run or fill its memory."""
@@ -125,7 +124,6 @@ async def test_json_calls_ask_for_json_and_never_read_another_answer() -> None:
     assert accepts == ["application/json"]
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("body", "code", "reason"),
     [

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
 from .client import AEPClient, ByteStream
 from .errors import UnsafeNameError
-from .layout import reserved
+from .layout import MANIFEST_NAME, reserved
 from .listing import Marker, OpenedPart, Rejected, check_name, iter_parts
 from .manifest import Manifest
 from .models import Batch, Part, PartResult
-from .results import BatchReport, Reconciliation, RejectedEntry
+from .results import BatchReport, PlannedBatch, Reconciliation, RejectedEntry
 from .storage import Storage
 
-__all__ = ["BatchRun", "open_batch", "walk"]
+__all__ = ["BatchRun", "open_batch", "replay", "walk"]
 
 #: The manifest is rewritten at most this often while parts finish (and once at the end).
 MANIFEST_INTERVAL_S = 1.0
@@ -51,6 +52,10 @@ class BatchRun:
     save_lock: anyio.Lock = field(default_factory=anyio.Lock)
     saved_at: float = 0.0
     report: BatchReport | None = None  # once closed
+    # Which placed parts this run fetches (a shard: its share); every placed part is in
+    # ``planned`` all the same, so all shards agree on paths and on the plan's digest.
+    owns: Callable[[Part], bool] = field(default=lambda part: True)
+    planned: list[Part] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -146,15 +151,27 @@ class BatchRun:
         return self.report
 
 
-async def open_batch(batch: Batch, root: Storage, *, scan: bool = True) -> BatchRun:
-    """The batch's run state: its storage below ``root``, the manifest of an earlier run, and
-    (with ``scan``) one listing of what is already there, so a fresh part needs no lookup."""
+async def open_batch(
+    batch: Batch,
+    root: Storage,
+    *,
+    manifest_name: str = MANIFEST_NAME,
+    owns: Callable[[Part], bool] | None = None,
+) -> BatchRun:
+    """The batch's run state: its storage below ``root``, the manifest of an earlier run (a
+    shard's: its fragment), and one listing of what is already there, so a fresh part needs no
+    lookup."""
     check_name(batch.id)  # a batch id from the server becomes a directory name
     storage = root.sub(batch.id)
     await anyio.to_thread.run_sync(storage.prepare)
-    manifest = await anyio.to_thread.run_sync(Manifest.load, storage, batch)
-    present = await anyio.to_thread.run_sync(storage.files) if scan else frozenset[str]()
-    return BatchRun(batch=batch, storage=storage, manifest=manifest, present=present)
+    manifest = await anyio.to_thread.run_sync(
+        functools.partial(Manifest.load, storage, batch, name=manifest_name)
+    )
+    present = await anyio.to_thread.run_sync(storage.files)
+    run = BatchRun(batch=batch, storage=storage, manifest=manifest, present=present)
+    if owns is not None:
+        run.owns = owns
+    return run
 
 
 def _wanted(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -190,8 +207,20 @@ async def walk(
                 placed = run.place(entry)
             except UnsafeNameError as exc:
                 run.reject(entry.name, str(exc))
-        if placed is None:
+        if placed is not None:
+            run.planned.append(placed)
+        if placed is None or not run.owns(placed):
             if opened is not None:
-                opened.close()  # not wanted: the file's bytes are not read
+                opened.close()  # not wanted (or another shard's): its bytes are not read
             continue
         yield placed, opened
+
+
+def replay(run: BatchRun, planned: PlannedBatch) -> Iterator[Part]:
+    """A plan's parts as ``walk`` would have placed them, without listing (``--plan``)."""
+    run.markers += planned.markers
+    run.rejected.extend(planned.rejected)
+    for part in planned.parts:
+        run.planned.append(part)
+        if run.owns(part):
+            yield part

@@ -15,10 +15,12 @@ __all__ = [
     "STATE_DIR",
     "SYNC_LOCK",
     "WRITE_PROBE",
+    "fragment_name",
     "record_of",
     "record_temp_of",
     "replace_temp",
     "reserved",
+    "shard_lock",
     "sync_state",
     "temp_of",
 ]
@@ -38,6 +40,7 @@ _PART = ".part"
 _RECORD = ".segments"
 _TEMP = ".tmp"
 _REPLACE_TEMP = ".asyncdl-"
+_FRAGMENT = "manifest.shard-"
 
 
 def temp_of(relpath: str) -> str:
@@ -61,6 +64,17 @@ def replace_temp(unique: str) -> str:
     return f"{_REPLACE_TEMP}{unique}{_TEMP}"
 
 
+def fragment_name(index: int, count: int) -> str:
+    """A shard's manifest fragment in a batch directory: the parts shard ``index`` of
+    ``count`` verified (``finalize`` merges them into the batch's manifest)."""
+    return f"{_FRAGMENT}{index}-of-{count}.json"
+
+
+def shard_lock(index: int, count: int) -> str:
+    """Held by the one live writer of a shard, below the output root."""
+    return f"{STATE_DIR}/shard-{index}-of-{count}.lock"
+
+
 def sync_state(dataset_id: str) -> str:
     """Where ``sync`` keeps what it knows of a dataset, below the output root."""
     return f"{STATE_DIR}/sync-{dataset_id}.json"
@@ -73,5 +87,6 @@ def reserved(relpath: str) -> bool:
         relpath == MANIFEST_NAME
         or relpath.split("/", 1)[0] == STATE_DIR
         or name.startswith(_REPLACE_TEMP)
+        or relpath.startswith(_FRAGMENT)
         or name.endswith((_PART, _PART + _RECORD, _PART + _RECORD + _TEMP))
     )

@@ -56,29 +56,37 @@ class ManifestEntry:
 class Manifest:
     """The manifest of one batch; entries keyed by relpath."""
 
-    def __init__(self, storage: Storage, batch: Batch, entries: dict[str, ManifestEntry]) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        batch: Batch,
+        entries: dict[str, ManifestEntry],
+        *,
+        name: str = MANIFEST_NAME,
+    ) -> None:
         self.storage = storage
         self.batch = batch
         self.entries = entries
+        self.name = name  # a shard writes its fragment under its own name (layout.py)
         self.extra: dict[str, Any] = {}
 
     @property
     def where(self) -> str:
-        return self.storage.where(MANIFEST_NAME)
+        return self.storage.where(self.name)
 
     @classmethod
-    def load(cls, storage: Storage, batch: Batch) -> Manifest:
+    def load(cls, storage: Storage, batch: Batch, *, name: str = MANIFEST_NAME) -> Manifest:
         """Read the previous run's record; a missing or unreadable one means "nothing known"
         (blocking: call it off the event loop)."""
         entries: dict[str, ManifestEntry] = {}
         try:
-            raw = json.loads(storage.read(MANIFEST_NAME) or b"{}")
+            raw = json.loads(storage.read(name) or b"{}")
             for item in raw.get("parts", []):
                 entry = ManifestEntry(**item)
                 entries[entry.relpath] = entry
         except (ValueError, TypeError, AttributeError):
             entries = {}
-        return cls(storage, batch, entries)
+        return cls(storage, batch, entries, name=name)
 
     def record(self, result: PartResult) -> None:
         self.entries[result.part.relpath] = ManifestEntry.from_result(result)
@@ -118,4 +126,4 @@ class Manifest:
         return f'{head[:-2]},\n "parts": [{listed}]\n}}\n'.encode()
 
     def _write(self, entries: list[ManifestEntry], extra: dict[str, Any]) -> None:
-        self.storage.replace(MANIFEST_NAME, self.encode(entries, extra))
+        self.storage.replace(self.name, self.encode(entries, extra))

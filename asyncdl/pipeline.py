@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .batch import BatchRun, open_batch, walk
+from .batch import BatchRun, open_batch, replay, walk
 from .client import AEPClient, ByteStream
 from .config import (
     DEFAULT_BASE_URL,
@@ -33,6 +33,7 @@ from .config import (
 )
 from .errors import ConfigError
 from .fetch import FetchOptions, fetch_part
+from .layout import MANIFEST_NAME
 from .listing import check_name, get_batch, latest_batches
 from .manifest import Manifest
 from .models import Batch, Part
@@ -220,19 +221,25 @@ async def fetch_batches(
     listener: ProgressListener,
     include: Sequence[str],
     exclude: Sequence[str],
-    on_batch: Callable[[BatchReport], Awaitable[None]] | None = None,
+    on_batch: Callable[[BatchRun], Awaitable[None]] | None = None,
+    owns: Callable[[Part], bool] | None = None,
+    manifest_name: str = MANIFEST_NAME,
+    planned: Mapping[str, PlannedBatch] | None = None,
 ) -> tuple[BatchReport, ...]:
     """The producer and the workers over ``batches``; every batch's report, manifests saved.
 
-    ``on_batch`` hears each batch as soon as its last part is in and its manifest saved (a
-    sync commits its state then); batches cut short by the end of the run are not heard.
+    ``on_batch`` hears each batch (closed: its report and manifest written) as soon as its last
+    part is in (a sync commits its state then, a shard its fragment); batches cut short by the
+    end of the run are not heard. ``owns`` picks the parts this run fetches (a shard's share)
+    and ``manifest_name`` where it records them; ``planned`` gives each batch's parts from a
+    plan instead of a listing.
     """
 
     async def settled(run: BatchRun) -> None:
         if run.done and run.report is None:
-            report = await run.close()
+            await run.close()
             if on_batch is not None:
-                await on_batch(report)
+                await on_batch(run)
 
     slots = StreamSlots(settings.concurrency, adaptive=settings.adaptive)
     runs: list[BatchRun] = []
@@ -265,7 +272,7 @@ async def fetch_batches(
             receive.close()
             async with send:
                 for batch in batches:
-                    run = await open_batch(batch, root)
+                    run = await open_batch(batch, root, manifest_name=manifest_name, owns=owns)
                     runs.append(run)
                     listener.on_batch(batch)
                     log.info(
@@ -276,7 +283,7 @@ async def fetch_batches(
                         batch.metrics.output_byte_size,
                         batch.metrics.output_record_count,
                     )
-                    async for part, opened in walk(client, run, include, exclude):
+                    async for part, opened in _parts_of(client, run, planned, include, exclude):
                         listener.on_queued(part)
                         run.queued += 1
                         try:
@@ -285,10 +292,27 @@ async def fetch_batches(
                             if opened is not None:
                                 opened.close()
                             raise
-                    # Reconciling against the Catalog needs every part of the batch.
-                    run.complete_listing = not include and not exclude
+                    # Reconciling against the Catalog needs every part of the batch (a shard
+                    # has only its share: ``finalize`` reconciles the whole).
+                    run.complete_listing = not include and not exclude and owns is None
                     run.listed = True
                     await settled(run)  # a batch whose parts are all in (or that has none)
     finally:
         reports = [await run.close() for run in runs]  # each shielded: manifests are saved
     return tuple(reports)
+
+
+async def _parts_of(
+    client: AEPClient,
+    run: BatchRun,
+    planned: Mapping[str, PlannedBatch] | None,
+    include: Sequence[str],
+    exclude: Sequence[str],
+) -> AsyncIterator[tuple[Part, ByteStream | None]]:
+    """The batch's parts this run fetches: from its plan when there is one, else listed."""
+    if planned is not None:
+        for part in replay(run, planned[run.batch.id]):
+            yield part, None
+        return
+    async for item in walk(client, run, include, exclude):
+        yield item

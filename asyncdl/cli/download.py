@@ -47,6 +47,7 @@ from .options import (
 )
 from .progress import batch_json, make_listener, summary_json
 from .render import interrupted, render_plan, render_result
+from .shards import PlanFile, run_shard
 
 app = typer.Typer()
 
@@ -87,6 +88,15 @@ def download_command(
     fsync: Fsync = None,
     allow_host: AllowHost = None,
     ca_bundle: CaBundle = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Fetch only shard K of N (1-based, e.g. 2/3): its parts, a manifest fragment "
+            "per batch, and each batch finalized once all shards are in.",
+        ),
+    ] = None,
+    plan_file: PlanFile = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -97,7 +107,7 @@ def download_command(
 
     Example: asyncdl download 5cd9146b31dae914b75f654f --out ./scores -j 16
     """
-    if dataset_id is None and not batch:
+    if dataset_id is None and not batch and plan_file is None:
         fail("give a DATASET_ID or at least one --batch ID", EXIT_USAGE)
     if batch and latest != 1:
         fail("--latest and --batch are exclusive", EXIT_USAGE)
@@ -129,6 +139,17 @@ def download_command(
         "credentials": credentials,
         "settings": settings,
     }
+    if shard is not None:
+        run_shard(
+            dataset_id,
+            shard_text=shard,
+            plan_file=plan_file,
+            arguments=arguments,
+            quiet=quiet,
+            as_json=as_json,
+        )
+    if plan_file is not None:
+        fail("--plan goes with --shard K/N", EXIT_USAGE)
     if dry_run:
 
         async def planning() -> list[PlannedBatch]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import anyio
 
+from ..batch import BatchRun
 from ..client import AEPClient
 from ..config import Credentials, DownloadSettings
 from ..errors import ConfigError
@@ -211,8 +212,9 @@ async def sync(
             todo = [state.batches[b].batch(dataset_id) for b in view if b not in trusted]
             await _save(root, state)  # what the Catalog said; it vouches for no batch yet
 
-            async def commit(report: BatchReport) -> None:
-                if not (report.ok and report.reconciliation is not None):
+            async def commit(run: BatchRun) -> None:
+                report = run.report
+                if report is None or not (report.ok and report.reconciliation is not None):
                     return
                 batch_id = report.batch.id
                 raw = await _off_loop_read(root, f"{batch_id}/{MANIFEST_NAME}")

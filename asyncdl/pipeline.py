@@ -225,6 +225,7 @@ async def fetch_batches(
     owns: Callable[[Part], bool] | None = None,
     manifest_name: str = MANIFEST_NAME,
     planned: Mapping[str, PlannedBatch] | None = None,
+    slots: StreamSlots | None = None,
 ) -> tuple[BatchReport, ...]:
     """The producer and the workers over ``batches``; every batch's report, manifests saved.
 
@@ -232,7 +233,8 @@ async def fetch_batches(
     part is in (a sync commits its state then, a shard its fragment); batches cut short by the
     end of the run are not heard. ``owns`` picks the parts this run fetches (a shard's share)
     and ``manifest_name`` where it records them; ``planned`` gives each batch's parts from a
-    plan instead of a listing.
+    plan instead of a listing; ``slots`` bound the streams (default: ``concurrency`` of them, as
+    ``adaptive`` says; a cluster's also share one budget across workers).
     """
 
     async def settled(run: BatchRun) -> None:
@@ -241,7 +243,7 @@ async def fetch_batches(
             if on_batch is not None:
                 await on_batch(run)
 
-    slots = StreamSlots(settings.concurrency, adaptive=settings.adaptive)
+    slots = slots or StreamSlots(settings.concurrency, adaptive=settings.adaptive)
     runs: list[BatchRun] = []
     send, receive = anyio.create_memory_object_stream[_Job](queue_bound(settings.concurrency))
 

@@ -47,7 +47,7 @@ from .options import (
 )
 from .progress import batch_json, make_listener, summary_json
 from .render import interrupted, render_plan, render_result
-from .shards import PlanFile, run_shard
+from .shards import PlanFile, run_cluster, run_shard
 
 app = typer.Typer()
 
@@ -97,6 +97,18 @@ def download_command(
         ),
     ] = None,
     plan_file: PlanFile = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N worker"
+            " processes; -j is then the whole cluster's streams.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option("--shards", help="With --cluster: tasks per batch [one per worker]."),
+    ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -139,6 +151,17 @@ def download_command(
         "credentials": credentials,
         "settings": settings,
     }
+    if cluster is not None:
+        if shard is not None or plan_file is not None:
+            fail("--cluster plans and shards the run itself: no --shard or --plan", EXIT_USAGE)
+        run_cluster(
+            dataset_id,
+            cluster=cluster,
+            shards=shards,
+            arguments=arguments,
+            quiet=quiet,
+            as_json=as_json,
+        )
     if shard is not None:
         run_shard(
             dataset_id,

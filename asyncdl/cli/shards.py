@@ -145,6 +145,53 @@ def run_shard(
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
+def run_cluster(
+    dataset_id: str | None,
+    *,
+    cluster: str,
+    shards: int | None,
+    arguments: dict[str, Any],
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """``download --cluster``: the run planned once, its tasks on Dask, the batches finalized."""
+    from ..cluster import ClusterResult, download_on_cluster
+
+    record = make_listener(quiet=quiet, as_json=as_json)
+
+    async def job() -> ClusterResult:
+        with record:
+            return await download_on_cluster(
+                dataset_id, cluster=cluster, shards=shards, on_progress=record, **arguments
+            )
+
+    result = run_async(job, on_interrupt=interrupted(record))
+    for task in result.tasks:
+        for relpath, error in task.failed:
+            err.print(f"  failed {task.batch_id}/{relpath} (shard {task.shard}): {error}")
+    ok = render_finalized(result.finalized, as_json=as_json)
+    fetched = result.fetched_bytes
+    if as_json:
+        emit(
+            {
+                "event": "summary",
+                "ok": result.ok,
+                "tasks": len(result.tasks),
+                "downloaded": sum(t.downloaded for t in result.tasks),
+                "skipped": sum(t.skipped for t in result.tasks),
+                "fetched_bytes": fetched,
+                "seconds": round(result.elapsed_s, 3),
+            }
+        )
+    else:
+        out.print(
+            f"{len(result.tasks)} tasks on {cluster}: {sum(t.downloaded for t in result.tasks)} "
+            f"parts fetched ({fetched / 1e6:,.1f} MB) in {result.elapsed_s:.1f} s",
+            markup=False,
+        )
+    raise typer.Exit(EXIT_OK if result.ok and ok else EXIT_FAILED)
+
+
 def _settings(
     ctx: typer.Context, out_dir: str | None, base_url: str | None
 ) -> tuple[Credentials, DownloadSettings]:

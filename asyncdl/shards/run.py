@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +20,20 @@ import anyio
 from ..batch import BatchRun
 from ..client import AEPClient
 from ..config import BatchSelection, Credentials, DownloadSettings
-from ..errors import ConfigError
+from ..errors import BusyError, ConfigError
 from ..fetch import FetchOptions
 from ..layout import fragment_name, shard_lock
 from ..pipeline import fetch_batches, plan, resolve_run, select_batches
 from ..progress import NullProgress, ProgressListener
 from ..results import DownloadResult, PlannedBatch
+from ..slots import StreamSlots
 from ..storage import Storage, open_storage
 from .assign import ShardSpec
 from .finalize import Finalized, finalize_batch, fragment_extra, shard_count
 from .plan import ShardPlan
+
+#: How often a waiting shard tries its lock again.
+_LOCK_POLL_S = 0.2
 
 __all__ = [
     "ShardResult",
@@ -94,9 +99,15 @@ async def download_shard(
     settings: DownloadSettings | None = None,
     on_progress: ProgressListener | None = None,
     finalize_done: bool = True,
+    slots: StreamSlots | None = None,
+    lock_wait_s: float = 0.0,
 ) -> ShardResult:
     """Shard ``shard``'s share of the run ``download`` would make with the same arguments (or of
-    ``shard_plan``, without listing); each batch finalized when all its fragments are in."""
+    ``shard_plan``, without listing); each batch finalized when all its fragments are in.
+
+    A shard held by another run raises BusyError at once, or after ``lock_wait_s`` (a cluster's
+    task run again after its worker died waits for the dead holder's lock to go).
+    """
     if shard_plan is not None and shard_plan.shards != shard.count:
         raise ConfigError(f"the plan is for {shard_plan.shards} shards, not {shard.count}")
     credentials, settings = resolve_run(
@@ -109,7 +120,7 @@ async def download_shard(
     await anyio.to_thread.run_sync(root.prepare)
     finalized: list[Finalized] = []
     lock = root.lock(shard_lock(shard.index, shard.count))
-    await anyio.to_thread.run_sync(lock.__enter__)
+    await _take(lock, wait_s=lock_wait_s)
     try:
         async with AEPClient(
             credentials=credentials,
@@ -152,6 +163,7 @@ async def download_shard(
                 owns=shard.owns,
                 manifest_name=fragment_name(shard.index, shard.count),
                 planned=planned,
+                slots=slots,
             )
     finally:
         with anyio.CancelScope(shield=True):
@@ -231,3 +243,16 @@ async def make_plan(
         settings=settings,
     )
     return ShardPlan(dataset_id=dataset_id, shards=shards, batches=tuple(batches))
+
+
+async def _take(lock: AbstractContextManager[None], *, wait_s: float) -> None:
+    """Enter ``lock``; while another holds it, try again for up to ``wait_s``."""
+    deadline = anyio.current_time() + wait_s
+    while True:
+        try:
+            await anyio.to_thread.run_sync(lock.__enter__)
+            return
+        except BusyError:
+            if anyio.current_time() >= deadline:
+                raise
+        await anyio.sleep(_LOCK_POLL_S)

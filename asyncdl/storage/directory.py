@@ -159,7 +159,7 @@ class LocalStorage:
             except BlockingIOError:
                 holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
                 raise BusyError(
-                    f"{self.root} is being synced by another run ({holder or 'unknown holder'})"
+                    f"{path} is held by another run ({holder or 'unknown holder'})"
                 ) from None
             except OSError as exc:
                 raise storage_error(exc, path, "lock") from exc

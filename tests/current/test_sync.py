@@ -317,5 +317,5 @@ def test_a_busy_directory_exits_75_at_once(served: Emulator, tmp_path: Path) -> 
     with LocalStorage(tmp_path).lock(SYNC_LOCK):
         code, _, stderr = cli(["sync", DATASET, "--out", str(tmp_path)], served)
     assert code == 75
-    assert "being synced by another run (pid" in stderr
+    assert "sync.lock is held by another run (pid" in stderr
     assert "Traceback" not in stderr

@@ -18,10 +18,11 @@ two things, because a busy gateway and a rate limit call for opposite answers:
   just accepting (the successes of the last second: when requests are short, fewer slots alone
   do not lower the request rate; none inside the first second, when they only measure the
   opening burst). Waiting for that makes a chance run of scattered refusals cost one hold, not
-  a pace that every later refusal would cut again. Once paced, every refusal is read as the
-  limit (the pace, not their share, keeps them rare), and from the second paced episode on the
-  pace goes 10% under what was accepted, so a token bucket refills before the probe reaches its
-  limit again.
+  a pace that every later refusal would cut again; and no pace is set (or kept) under a quarter
+  of the most the server ever accepted in a window, for a limit that low would have refused
+  far more before. Once paced, every refusal is read as the limit (the pace, not their share,
+  keeps them rare), and from the second paced episode on the pace goes 10% under what was
+  accepted, so a token bucket refills before the probe reaches its limit again.
 
 Either kind decreases at most once per episode: the ``cooldown_s`` after a decrease, and (when
 the caller says when the refused request started) every refusal of a request started before it,
@@ -46,13 +47,19 @@ _WINDOW_S = 1.0  # the window the accepted request rate is measured over
 _PROBE_PER_SUCCESS = 0.1  # requests/s added to the pace per success
 _PACE_BACKOFF = 0.9  # after a 429: pace at this share of what the server accepted
 # A steady limit: _STEADY_REFUSALS of the last _OUTCOMES requests refused, or _IN_A_ROW in a row.
-# With 3% of requests refused at random, each comes by chance about once in 35,000 refusals
-# (together: one hold in ~1% of 5,000-part runs, and a pace only if it happens again right
-# after the hold); a hammered token bucket refuses nearly every request it is sent.
+# A hammered token bucket refuses nearly every request it is sent. Were refusals of 3% of
+# requests independent, each would come by chance once in ~35,000 of them (one hold in ~1% of
+# 5,000-part runs); they come back in bunches, though (a 429 is answered at once, the successes
+# beside it only count once stored), and at 5-8% a chance "steady" reading is common: one hold.
 _OUTCOMES = 32
 _STEADY_REFUSALS = 8
 _IN_A_ROW = 4
 _SCATTERED_CUT = 8  # a scattered episode takes limit // this (nothing below 8 slots)
+# No pace under this share of the most the server ever accepted in a window: a token bucket's best
+# window is its burst plus a second of its rate (S7: 50-100 against a pace of ~45), while the
+# pace that two bunches of scattered refusals confirmed (8% at random) was 38 against ~1,000 a
+# second, and every later refusal cut it again: 3,000 parts took minutes instead of 13 s.
+_PACE_FLOOR = 0.25
 
 
 class StreamSlots:
@@ -81,6 +88,7 @@ class StreamSlots:
         self._episode_steady = False  # the current episode was read as a steady limit
         self._episode_limit = maximum  # the limit before the current episode's decrease
         self._recent: collections.deque[float] = collections.deque()  # success times
+        self._most_accepted = 0  # the most successes counted in one window so far
         self._outcomes: collections.deque[bool] = collections.deque(maxlen=_OUTCOMES)  # refused?
         self._resume_at = -float("inf")  # no new stream before this (Retry-After)
         self._held_at = -float("inf")  # when the last hold began
@@ -158,7 +166,7 @@ class StreamSlots:
             self._first_start = now
         self._recent.append(now)
         self._outcomes.append(False)
-        self._accepted_last_window(now)
+        self._most_accepted = max(self._most_accepted, self._accepted_last_window(now))
         if self.rate is not None and now >= self._probe_from:
             # About +10% per second of successes: probes back up to the limit within seconds
             # (a limit that rose, or an estimate taken from a short window, is found quickly).
@@ -188,7 +196,7 @@ class StreamSlots:
             started_at is not None and started_at < self._last_decrease
         )
         if self.rate is not None:
-            self._on_paced_refusal(now, same_episode)
+            self._on_paced_refusal(now, same_episode, started_at)
             return
         if now < self._resume_at or (started_at is not None and started_at < self._held_at):
             # Sent before the hold: not evidence again, but how many of the requests then in
@@ -228,14 +236,15 @@ class StreamSlots:
         # Retry-After hold and the halving only, and the first confirmation after it paces.
         first_window = self._first_start is None or now - self._first_start < _WINDOW_S
         self._outcomes.clear()  # each run of refusals is evidence once
-        if now < self._confirm_until and accepted and not first_window:
+        confirmed = now < self._confirm_until and not first_window
+        if confirmed and accepted and self._plausible(accepted):
             # Refused again after the hold: a limit, and what got through since is its rate. The
             # first estimate comes from the burst a token bucket let through after the hold,
             # above its steady rate: it is taken as it is, later ones with the margin.
             self.rate = float(accepted)  # from now on (refusals inside a hold never get here)
         else:
             # Nobody starts before the server's Retry-After, and the pace waits for refusals
-            # after it: a chance run of scattered ones (8 of 32 at 3%: once in ~33,000) then
+            # after it: a chance run of scattered ones (rare at 3%, not at 8%) then
             # costs one hold, not a pace that every later refusal would cut again.
             if retry_after_s is not None:
                 self._resume_at = max(self._resume_at, now + retry_after_s)
@@ -246,16 +255,32 @@ class StreamSlots:
             self._begin_episode(now, steady=True, upgrade=same)
             self._set_limit(max(self.minimum, self._episode_limit // 2))
 
-    def _on_paced_refusal(self, now: float, same_episode: bool) -> None:
+    def _plausible(self, rate: float) -> bool:
+        """Could a limit be this low, given what the server has accepted before?"""
+        return rate >= _PACE_FLOOR * self._most_accepted
+
+    def _set_pace(self, rate: float) -> None:
+        """Pace at ``rate``, or not at all if that is no limit's (holds and halving remain)."""
+        self.rate = max(1.0, rate) if self._plausible(rate) else None
+
+    def _on_paced_refusal(self, now: float, same_episode: bool, started_at: float | None) -> None:
         """Paced: every refusal is the limit (the pace, not the share, keeps them rare now)."""
         accepted = self._accepted_last_window(now)
         rate = self.rate or 1.0
         if same_episode:
             # No second decrease, but no more probing upwards either, until the episode ends:
-            # the pace grows with every success, and it kept climbing through a run of refusals.
+            # the pace grows with every success, and it kept climbing through S7's last second
+            # of refusals (six at 53-55 a second). Not for the refusals of requests sent before
+            # the episode began (unknown: answered within one paced interval of it), which say
+            # nothing about the new pace and froze the probe for the first second after it.
             if accepted:
-                self.rate = max(1.0, min(rate, float(accepted)))
-            self._probe_from = self._last_decrease + self._cooldown_s
+                self._set_pace(min(rate, float(accepted)))
+            if started_at is None:
+                fresh = now - self._last_decrease >= 1.0 / rate
+            else:
+                fresh = started_at >= self._last_decrease
+            if fresh:
+                self._probe_from = self._last_decrease + self._cooldown_s
             return
         self._begin_episode(now, steady=True)
         # What the server just accepted is the best estimate of its limit; a little under it
@@ -263,5 +288,5 @@ class StreamSlots:
         # part then waits, which at the end of a run is the run's tail) comes later. Without an
         # estimate (nothing got through for a second), halve like TCP does. A count above the
         # pace is the tokens a bucket saved while the pace was under its rate, not its rate.
-        self.rate = max(1.0, _PACE_BACKOFF * min(accepted, rate) if accepted else rate / 2)
+        self._set_pace(_PACE_BACKOFF * min(accepted, rate) if accepted else rate / 2)
         self._set_limit(max(self.minimum, self._episode_limit // 2))

@@ -166,18 +166,18 @@ def test_eight_of_the_last_32_refused_is_a_steady_limit() -> None:
         t += 0.0025
     assert not paced.held
     paced.successes(3, start=t, every=0.0005)
-    paced.refused(t + 0.002)
+    paced.refused(t + 0.002, retry_after_s=0.2)
     assert paced.held
     # The eight are used up: after the hold, one more refusal is no reason to pace.
-    paced.successes(2, start=2.1, every=0.001)
-    paced.refused(2.2)
+    paced.successes(2, start=1.25, every=0.001)
+    paced.refused(1.3)
     assert paced.slots.rate is None
     assert not paced.held
 
 
 def test_a_chance_run_of_refusals_costs_one_hold_not_a_pace() -> None:
     paced = _Paced()
-    paced.successes(400, start=0.0, every=0.0025)
+    paced.successes(100, start=0.0, every=0.01)
     paced.hammered(4, start=1.0)  # four scattered refusals happen to come in a row
     assert paced.held
     paced.successes(30, start=2.01, every=0.0025)
@@ -193,7 +193,7 @@ def test_most_of_the_requests_in_flight_refused_confirm_the_limit_at_once(
     refused_in_flight: int, paces: bool
 ) -> None:
     paced = _Paced()
-    paced.successes(400, start=0.0, every=0.0025)
+    paced.successes(100, start=0.0, every=0.01)
     paced.hammered(4, start=1.0)  # hold until 2.003
     # Sent before the hold, refused in it: not evidence again, so no pace and no longer hold...
     paced.hammered(refused_in_flight - 1, start=1.01)
@@ -209,15 +209,33 @@ def test_most_of_the_requests_in_flight_refused_confirm_the_limit_at_once(
 
 def test_each_hold_is_judged_by_the_requests_in_flight_at_its_own_start() -> None:
     paced = _Paced()
-    paced.successes(400, start=0.0, every=0.0025)
+    paced.successes(100, start=0.0, every=0.01)
     paced.hammered(4, start=1.0)
     paced.hammered(8, start=1.01)  # most in flight refused: a limit...
-    paced.successes(800, start=2.01, every=0.00374)  # ...that went away with the hold
+    paced.successes(300, start=2.01, every=0.00996)  # ...that went away with the hold
     paced.hammered(4, start=5.0)  # much later a chance run, with nothing refused in flight:
     assert paced.slots.rate is None  # a hold, not the pace the first one would have confirmed
     assert paced.held
     paced.successes(40, start=6.01, every=0.001)
     paced.refused(6.06)
+    assert paced.slots.rate is None
+
+
+def test_no_pace_far_under_what_the_server_once_accepted() -> None:
+    # Scattered refusals whose answers came back in a bunch (before the successes beside them
+    # were stored) looked like a limit twice; the pace they gave was 38 where the server had
+    # taken ~1,000 a second, and every later refusal cut it again (40 s for 3,000 parts).
+    paced = _Paced()
+    paced.successes(400, start=0.0, every=0.0025)  # the server took 400 in a second
+    paced.hammered(4, start=1.0)
+    paced.successes(40, start=2.01, every=0.001)
+    paced.hammered(4, start=2.1)  # most refused again after the hold, 40 let through: 10%
+    assert paced.slots.rate is None
+    assert paced.held  # a hold again: a limit that low would have refused more before
+    # Once paced, a cut that would go that far under it lifts the pace instead.
+    paced = _pace_a_steady_limit()  # paced at 45; at most 50 were ever taken in a second
+    paced.successes(10, start=2.5, every=0.01)
+    paced.refused(3.0)  # a new episode with 10 got through: 9 a second is under 50 / 4
     assert paced.slots.rate is None
 
 
@@ -285,10 +303,23 @@ def test_a_paced_episode_backs_off_under_what_got_through_and_stops_the_probe() 
     assert slots.rate == pytest.approx(46.0)
     paced.refused(2.8)  # the same episode: the pace stops at what got through (35 + 10)...
     assert slots.rate == pytest.approx(45.0)
+    assert slots.decreases == 3  # (no second decrease: the first two came before 2.5)
     paced.successes(10, start=2.9, every=0.01)
     assert slots.rate == pytest.approx(45.0)  # ...and stops probing until the episode ends
     paced.successes(1, start=3.5, every=0.0)
     assert slots.rate == pytest.approx(45.1)
+
+
+@pytest.mark.parametrize("started_at", [None, 2.49])
+def test_refusals_sent_before_a_paced_episode_do_not_stop_its_probe(
+    started_at: float | None,
+) -> None:
+    paced = _pace_a_steady_limit()
+    paced.successes(50, start=1.5, every=0.02)
+    paced.refused(2.5)  # a new episode
+    paced.refused(2.51, started_at=started_at)  # in flight when it began: its tail
+    paced.successes(10, start=2.6, every=0.01)
+    assert paced.slots.rate == pytest.approx(46.0)  # still probing upwards
 
 
 def test_a_count_above_the_pace_is_saved_tokens_not_the_rate() -> None:

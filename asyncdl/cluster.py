@@ -123,13 +123,14 @@ class _BudgetedSlots(StreamSlots):
         super().__init__(maximum, adaptive=adaptive)
         self._budget = budget
 
-    async def __aenter__(self) -> None:
-        await super().__aenter__()
+    async def __aenter__(self) -> float:
+        started_at = await super().__aenter__()
         try:
             await anyio.to_thread.run_sync(self._budget.acquire)
         except BaseException:
             await super().__aexit__(None, None, None)
             raise
+        return started_at
 
     async def __aexit__(
         self,

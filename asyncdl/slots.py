@@ -1,17 +1,35 @@
 """How many body streams may be open at once, and how fast new ones may start: AIMD on both.
 
 Every download stream (a whole part or one segment of a big part) holds one slot while it reads.
-With ``adaptive`` on, a 429 does three things, TCP's congestion control applied to an API's
-rate limit: new streams hold off until the server's ``Retry-After`` has passed (everyone, not
-just the worker that was refused, so they do not all come back in one burst); the number of
-slots halves (at most once per ``cooldown_s``: one burst of refusals counts once); and starts
-are paced at the rate the server was just accepting (the successes of the last second, because
-when requests are short, fewer slots alone do not lower the request rate; none inside the first
-second, when they only measure the opening burst; from the second episode on, 10% under it, so a
-token bucket refills before the probe reaches its limit again).
-Each success then adds a little back: one slot per window of successes, and about 10% per second
-to the pace, until the pacing is lifted; a refusal inside an episode stops that probe at what
-the server accepted. Without ``adaptive`` every stream just takes a slot.
+Without ``adaptive`` every stream just takes a slot. With it, each 429 is first read as one of
+two things, because a busy gateway and a rate limit call for opposite answers:
+
+- *Scattered*: a few percent of requests refused at random (one node busy, a burst elsewhere).
+  Slowing everyone down does not make them rarer, so a lone 429 costs only its own request's
+  wait (the retry policy waits its Retry-After): no hold, no pace, and an eighth of the slots
+  at most once per episode, which a few windows of successes give back. Halving the slots for
+  each of them and holding everyone for the Retry-After took 5,000 parts with 3% of requests
+  refused at random from 12 s (fixed pool) to 441 s: the pool never grew back.
+- *Steady*: a limit being hammered refuses most requests, read from the last 32 outcomes (8 of
+  them refused, or the last 4 in a row). Then TCP's congestion control applies: new streams hold
+  off until the server's Retry-After has passed (everyone, so they do not all come back in one
+  burst) and the slots halve. If the server still refuses after the hold (most requests again,
+  or 8 of those that were in flight when the hold began), starts are paced at the rate it was
+  just accepting (the successes of the last second: when requests are short, fewer slots alone
+  do not lower the request rate; none inside the first second, when they only measure the
+  opening burst). Waiting for that makes a chance run of scattered refusals cost one hold, not
+  a pace that every later refusal would cut again; and no pace is set (or kept) under a quarter
+  of the most the server ever accepted in a window, for a limit that low would have refused
+  far more before. Once paced, every refusal is read as the limit (the pace, not their share,
+  keeps them rare), and from the second paced episode on the pace goes 10% under what was
+  accepted, so a token bucket refills before the probe reaches its limit again.
+
+Either kind decreases at most once per episode: the ``cooldown_s`` after a decrease, and (when
+the caller says when the refused request started) every refusal of a request started before it,
+TCP's rule: those were sent before the reaction, so they say nothing new. A scattered episode
+that turns out steady is upgraded to a halving, not decreased twice. Each success then adds a
+little back: one slot per window of successes, and about 10% per second to the pace until the
+pacing is lifted; a refusal inside a paced episode stops that probe until the episode ends.
 """
 
 from __future__ import annotations
@@ -28,10 +46,24 @@ __all__ = ["StreamSlots"]
 _WINDOW_S = 1.0  # the window the accepted request rate is measured over
 _PROBE_PER_SUCCESS = 0.1  # requests/s added to the pace per success
 _PACE_BACKOFF = 0.9  # after a 429: pace at this share of what the server accepted
+# A steady limit: _STEADY_REFUSALS of the last _OUTCOMES requests refused, or _IN_A_ROW in a row.
+# A hammered token bucket refuses nearly every request it is sent. Were refusals of 3% of
+# requests independent, each would come by chance once in ~35,000 of them (one hold in ~1% of
+# 5,000-part runs); they come back in bunches, though (a 429 is answered at once, the successes
+# beside it only count once stored), and at 5-8% a chance "steady" reading is common: one hold.
+_OUTCOMES = 32
+_STEADY_REFUSALS = 8
+_IN_A_ROW = 4
+_SCATTERED_CUT = 8  # a scattered episode takes limit // this (nothing below 8 slots)
+# No pace under this share of the most the server ever accepted in a window: a token bucket's best
+# window is its burst plus a second of its rate (S7: 50-100 against a pace of ~45), while the
+# pace that two bunches of scattered refusals confirmed (8% at random) was 38 against ~1,000 a
+# second, and every later refusal cut it again: 3,000 parts took minutes instead of 13 s.
+_PACE_FLOOR = 0.25
 
 
 class StreamSlots:
-    """Slots for concurrent streams; ``async with slots:`` around each body read."""
+    """Slots for concurrent streams; ``async with slots as started_at:`` around each body read."""
 
     def __init__(
         self,
@@ -53,32 +85,53 @@ class StreamSlots:
         self._limiter = anyio.CapacityLimiter(maximum)
         self._successes = 0
         self._last_decrease = -float("inf")
+        self._episode_steady = False  # the current episode was read as a steady limit
+        self._episode_limit = maximum  # the limit before the current episode's decrease
         self._recent: collections.deque[float] = collections.deque()  # success times
+        self._most_accepted = 0  # the most successes counted in one window so far
+        self._outcomes: collections.deque[bool] = collections.deque(maxlen=_OUTCOMES)  # refused?
         self._resume_at = -float("inf")  # no new stream before this (Retry-After)
+        self._held_at = -float("inf")  # when the last hold began
+        self._confirm_until = -float("inf")  # refused most again before this: a limit, pace it
+        self._refused_in_hold = 0  # refusals of requests sent before the last hold began
         self._next_start = -float("inf")  # pacing: the earliest next start
         self.rate: float | None = None  # starts per second; None: not paced
-        self.decreases = 0  # how often throttling shrank the limit (reported by benchmarks)
+        self._probe_from = -float("inf")  # the pace grows with successes from this time on
+        self.decreases = 0  # episodes that shrank the limit (reported by benchmarks)
 
     @property
     def limit(self) -> int:
         return int(self._limiter.total_tokens)
 
-    async def _wait_turn(self) -> None:
-        """Hold off for Retry-After, then keep the paced rate (both only once throttled)."""
-        now = self._clock()
+    @property
+    def held_until(self) -> float:
+        """No new stream starts before this clock time (a steady limit's Retry-After)."""
+        return self._resume_at
+
+    def _book_start(self, now: float) -> float:
+        """When a stream asking at ``now`` may start: after Retry-After, at the paced rate."""
         if self._first_start is None:
             self._first_start = now
         start = max(now, self._resume_at)
         if self.rate is not None:
             start = max(start, self._next_start)
             self._next_start = start + 1.0 / self.rate
+        return start
+
+    async def _wait_turn(self) -> float:
+        """Hold off for Retry-After, then keep the paced rate (both only once throttled)."""
+        now = self._clock()
+        start = self._book_start(now)
         if start > now:
             await anyio.sleep(start - now)
+        return start
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> float:
+        """Take a slot and wait for this stream's turn; returns when it starts (the clock's time),
+        which is what ``on_throttled(started_at=...)`` wants if this stream is refused."""
         await self._limiter.acquire()
         try:
-            await self._wait_turn()
+            return await self._wait_turn()
         except BaseException:
             self._limiter.release()
             raise
@@ -96,6 +149,14 @@ class StreamSlots:
             self._recent.popleft()
         return len(self._recent)
 
+    def _set_limit(self, new_limit: int) -> None:
+        """Shrink to ``new_limit``; counted once per episode however often it shrinks in it."""
+        if new_limit >= self.limit:
+            return
+        if self.limit == self._episode_limit:
+            self.decreases += 1  # the episode's first cut (a steady upgrade is not a second one)
+        self._limiter.total_tokens = new_limit
+
     def on_success(self) -> None:
         """A stream finished without throttling: additive increase of slots and pace."""
         if not self.adaptive:
@@ -104,8 +165,9 @@ class StreamSlots:
         if self._first_start is None:
             self._first_start = now
         self._recent.append(now)
-        self._accepted_last_window(now)
-        if self.rate is not None:
+        self._outcomes.append(False)
+        self._most_accepted = max(self._most_accepted, self._accepted_last_window(now))
+        if self.rate is not None and now >= self._probe_from:
             # About +10% per second of successes: probes back up to the limit within seconds
             # (a limit that rose, or an estimate taken from a short window, is found quickly).
             self.rate += _PROBE_PER_SUCCESS
@@ -118,57 +180,113 @@ class StreamSlots:
             self._successes = 0
             self._limiter.total_tokens = self.limit + 1
 
-    def on_throttled(self, retry_after_s: float | None = None) -> None:
-        """The server said 429: hold off, pace at what it accepted, halve (once per cooldown)."""
+    def on_throttled(
+        self, retry_after_s: float | None = None, *, started_at: float | None = None
+    ) -> None:
+        """The server said 429 to a request that started at ``started_at`` (the clock's time,
+        as ``async with`` returned it; None: unknown, the cooldown alone bounds the episode).
+
+        Scattered: a gentle decrease, once per episode. Steady: hold off, halve, and pace at
+        what the server accepted once the refusals outlast the hold.
+        """
         if not self.adaptive:
             return
         now = self._clock()
-        if retry_after_s is not None and self.rate is None:
-            # Until a pace is known, nobody starts before the server's Retry-After; once paced,
-            # the pace itself keeps the rate under the limit (holding everyone would only idle
-            # the tokens the server grants meanwhile). The refused request always waits its own
-            # Retry-After in the retry policy.
-            self._resume_at = max(self._resume_at, now + retry_after_s)
+        same_episode = now - self._last_decrease < self._cooldown_s or (
+            started_at is not None and started_at < self._last_decrease
+        )
+        if self.rate is not None:
+            self._on_paced_refusal(now, same_episode, started_at)
+            return
+        if now < self._resume_at or (started_at is not None and started_at < self._held_at):
+            # Sent before the hold: not evidence again, but how many of the requests then in
+            # flight the server refused says how hard it is refusing (a hammered bucket: most).
+            self._refused_in_hold += 1
+            return
+        self._outcomes.append(True)
+        if self._refusing_most() or (
+            now < self._confirm_until and self._refused_in_hold >= _STEADY_REFUSALS
+        ):
+            self._on_steady_refusals(now, retry_after_s, same_episode)
+        elif not same_episode:
+            self._begin_episode(now, steady=False)
+            self._set_limit(max(self.minimum, self.limit - self.limit // _SCATTERED_CUT))
+
+    def _refusing_most(self) -> bool:
+        """The last requests look like a limit being hammered, not like scattered refusals."""
+        outcomes = self._outcomes
+        if outcomes.count(True) >= _STEADY_REFUSALS:
+            return True
+        return len(outcomes) >= _IN_A_ROW and all(outcomes[-i] for i in range(1, _IN_A_ROW + 1))
+
+    def _begin_episode(self, now: float, *, steady: bool, upgrade: bool = False) -> None:
+        if not upgrade:
+            self._episode_limit = self.limit  # an upgrade halves the limit the episode began at
+        self._last_decrease = now
+        self._episode_steady = steady
+        self._successes = 0
+
+    def _on_steady_refusals(self, now: float, retry_after_s: float | None, same: bool) -> None:
+        """Most recent requests refused, no pace yet: hold, or pace if they outlasted a hold."""
         accepted = self._accepted_last_window(now)
         # Successes counted before the streams have run for a whole window say how much of the
         # opening burst had come back yet, not what the server sustains: a refusal 30 ms into S7
         # counted 20-37 of them against a limit of 50 per second, and pacing at that, the run
         # crawled back up (7.6-10 s instead of ~7.4). So the first window sets no pace: the
-        # Retry-After hold and the halving only, and the first refusal after it gives the pace.
+        # Retry-After hold and the halving only, and the first confirmation after it paces.
         first_window = self._first_start is None or now - self._first_start < _WINDOW_S
-        if now - self._last_decrease < self._cooldown_s:
-            # The same episode: no second decrease, but no more probing upwards either. The pace
-            # grows with every success, and it kept climbing through a run of refusals.
-            if self.rate is not None and accepted:
-                self.rate = max(1.0, min(self.rate, float(accepted)))
-            elif self.rate is None and accepted and not first_window:
-                # The episode began inside the first window; now the count means something.
-                self.rate = float(accepted)
-                self._resume_at = now
+        self._outcomes.clear()  # each run of refusals is evidence once
+        confirmed = now < self._confirm_until and not first_window
+        if confirmed and accepted and self._plausible(accepted):
+            # Refused again after the hold: a limit, and what got through since is its rate. The
+            # first estimate comes from the burst a token bucket let through after the hold,
+            # above its steady rate: it is taken as it is, later ones with the margin.
+            self.rate = float(accepted)  # from now on (refusals inside a hold never get here)
+        else:
+            # Nobody starts before the server's Retry-After, and the pace waits for refusals
+            # after it: a chance run of scattered ones (rare at 3%, not at 8%) then
+            # costs one hold, not a pace that every later refusal would cut again.
+            if retry_after_s is not None:
+                self._resume_at = max(self._resume_at, now + retry_after_s)
+            self._held_at = now
+            self._refused_in_hold = 0
+            self._confirm_until = max(now, self._resume_at) + _WINDOW_S
+        if not (same and self._episode_steady):
+            self._begin_episode(now, steady=True, upgrade=same)
+            self._set_limit(max(self.minimum, self._episode_limit // 2))
+
+    def _plausible(self, rate: float) -> bool:
+        """Could a limit be this low, given what the server has accepted before?"""
+        return rate >= _PACE_FLOOR * self._most_accepted
+
+    def _set_pace(self, rate: float) -> None:
+        """Pace at ``rate``, or not at all if that is no limit's (holds and halving remain)."""
+        self.rate = max(1.0, rate) if self._plausible(rate) else None
+
+    def _on_paced_refusal(self, now: float, same_episode: bool, started_at: float | None) -> None:
+        """Paced: every refusal is the limit (the pace, not the share, keeps them rare now)."""
+        accepted = self._accepted_last_window(now)
+        rate = self.rate or 1.0
+        if same_episode:
+            # No second decrease, but no more probing upwards either, until the episode ends:
+            # the pace grows with every success, and it kept climbing through S7's last second
+            # of refusals (six at 53-55 a second). Not for the refusals of requests sent before
+            # the episode began (unknown: answered within one paced interval of it), which say
+            # nothing about the new pace and froze the probe for the first second after it.
+            if accepted:
+                self._set_pace(min(rate, float(accepted)))
+            if started_at is None:
+                fresh = now - self._last_decrease >= 1.0 / rate
+            else:
+                fresh = started_at >= self._last_decrease
+            if fresh:
+                self._probe_from = self._last_decrease + self._cooldown_s
             return
-        self._last_decrease = now
-        self._successes = 0
+        self._begin_episode(now, steady=True)
         # What the server just accepted is the best estimate of its limit; a little under it
         # lets a token bucket refill, so the next refusal (and the Retry-After that the refused
         # part then waits, which at the end of a run is the run's tail) comes later. Without an
-        # estimate (nothing got through for a second), halve like TCP does.
-        new_rate: float | None
-        if first_window:
-            new_rate = None  # see ``first_window`` above
-        elif accepted:
-            # The first estimate comes from the opening burst, which a token bucket let through
-            # above its steady rate: it is taken as it is, later ones with the margin.
-            new_rate = float(accepted) if self.rate is None else _PACE_BACKOFF * accepted
-        elif self.rate is not None:
-            new_rate = self.rate / 2
-        else:
-            new_rate = 1.0
-        first_pace = self.rate is None and new_rate is not None
-        if new_rate is not None:
-            self.rate = max(1.0, new_rate)
-        if first_pace and accepted:
-            self._resume_at = now  # the accepted rate is known: pace from now on instead
-        new_limit = max(self.minimum, self.limit // 2)
-        if new_limit < self.limit:
-            self._limiter.total_tokens = new_limit
-            self.decreases += 1
+        # estimate (nothing got through for a second), halve like TCP does. A count above the
+        # pace is the tokens a bucket saved while the pace was under its rate, not its rate.
+        self._set_pace(_PACE_BACKOFF * min(accepted, rate) if accepted else rate / 2)
+        self._set_limit(max(self.minimum, self._episode_limit // 2))

@@ -70,6 +70,9 @@ class Tool:
     concurrency: int = 1
     options: tuple[str, ...] = ()
     needs_flags: tuple[str, ...] = field(default=())  # asyncdl download flags this variant uses
+    #: The emulator's flags for this tool's runs instead of the scenario's (S7b's floor: the
+    #: same emulator without the fault being measured); the listing must stay the same.
+    serve_args: tuple[str, ...] | None = None
 
     def argv(self, ctx: RunContext, *, asyncdl: Path, python: Path) -> list[str]:
         if self.kind == "asyncdl":

@@ -77,6 +77,7 @@ class ToolResult:
             "kind": self.tool.kind,
             "concurrency": self.tool.concurrency,
             "options": list(self.tool.options),
+            "emulator_args": None if self.tool.serve_args is None else list(self.tool.serve_args),
             "unavailable": self.unavailable,
             "runs_ok": len(self.good),
             "runs": [{**asdict(r), "cpu_s": r.cpu_s, "ok": r.ok} for r in self.runs],

@@ -142,6 +142,10 @@ class Bench:
         here = self.work / scenario.key
         here.mkdir()
         _log(f"{scenario.key}: emulator {' '.join(scenario.serve_args)}")
+        for tool_result in tools:
+            if tool_result.tool.serve_args is not None:
+                args = " ".join(tool_result.tool.serve_args)
+                _log(f"{scenario.key}: {tool_result.tool.label}: emulator {args}")
         runnable = [t for t in tools if t.unavailable is None]
         try:
             if scenario.warmup and runnable and runnable[0].tool.kind == "asyncdl":
@@ -190,9 +194,10 @@ class Bench:
         slug = f"r{round_no}-" + re.sub(r"[^a-z0-9]+", "-", tool.label.lower()).strip("-")
         run_dir = here / slug
         run_dir.mkdir()
+        serve_args = scenario.serve_args if tool.serve_args is None else tool.serve_args
         with EmulatorProcess(
             self.asyncdl,
-            scenario.serve_args,
+            serve_args,
             cache_dir=self.cache_dir,
             log=run_dir / "emulator.log",
             env=self.env,

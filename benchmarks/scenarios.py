@@ -1,4 +1,4 @@
-"""Issue 4's scenarios S1-S7 as data: the emulator's flags, the tools compared, issue 4's targets.
+"""Issue 4's scenarios S1-S7 (and issue 12's S7b) as data: emulator flags, tools, targets.
 
 Sizes are scaled so the whole of ``make bench`` stays within a few minutes on two cores; every
 scaling is written in the scenario's ``note`` (and so in the table and the README). ``judge``
@@ -31,6 +31,9 @@ S5_RSS_LIMIT_MB = 100.0
 S6_CPU_PER_GB = 1.2
 S7_RATE = 50
 S7_J = 32
+S7B_PARTS = 3000
+S7B_429_RATE = 0.03
+S7B_MAX_SLOWDOWN = 1.3  # issue 12: scattered 429s cost adaptive at most this x the fixed pool
 COMMON = ("--batches", "1", "--files", "1")
 QUIET = ("--quiet",)
 
@@ -219,7 +222,57 @@ S7 = Scenario(
     timeout_s=180.0,
 )
 
-ALL_SCENARIOS = (S1, S2, S3, S4, S5A, S5B, S7)
+#: S7b's emulator without its 429s: 5xx and dropped connections only (the same parts, and the
+#: same 5xx: one draw per request decides among 5xx, 429 and neither).
+_S7B_OTHER_FAULTS = (
+    *COMMON,
+    "--parts",
+    str(S7B_PARTS),
+    "--rows",
+    "50",
+    "--error-rate",
+    "0.02",
+    "--drop-rate",
+    "0.02",
+    "--retry-after",
+    "1",
+)
+S7B = Scenario(
+    key="S7b",
+    title=f"scattered 429s: {S7B_PARTS:,} small parts, {S7B_429_RATE:.0%} of requests refused at"
+    " random (Retry-After: 1), 2% 5xx, 2% dropped connections",
+    note="issue 12's case (a user's 5,000 parts: 441 s adaptive, 12 s fixed), at 3,000 parts; at"
+    " most 2 faults per URL; the floor runs on the same emulator without the 429s",
+    serve_args=(*_S7B_OTHER_FAULTS, "--rate-429", str(S7B_429_RATE)),
+    tools=(
+        _asyncdl(
+            f"asyncdl -j {S7_J} adaptive",
+            S7_J,
+            "--json",
+            "--adaptive",
+            needs=("--json", "--adaptive"),
+        ),
+        _asyncdl(
+            f"asyncdl -j {S7_J} --no-adaptive",
+            S7_J,
+            "--json",
+            "--no-adaptive",
+            needs=("--json", "--no-adaptive"),
+        ),
+        Tool(
+            label=f"asyncdl -j {S7_J} adaptive, no 429s (floor)",
+            kind="asyncdl",
+            concurrency=S7_J,
+            options=("--json", "--adaptive"),
+            needs_flags=("--json", "--adaptive"),
+            serve_args=_S7B_OTHER_FAULTS,
+        ),
+    ),
+    not_applicable=(("sequential", _S7_NA), ("aria2c", _S7_NA), ("curl", _S7_NA)),
+    timeout_s=120.0,
+)
+
+ALL_SCENARIOS = (S1, S2, S3, S4, S5A, S5B, S7, S7B)
 
 
 def _ratio(slow: float | None, fast: float | None) -> float | None:
@@ -396,6 +449,25 @@ def _s7(result: ScenarioResult) -> list[Target]:
     ]
 
 
+def _s7b(result: ScenarioResult) -> list[Target]:
+    adaptive, fixed, floor = result.tools[0], result.tools[1], result.tools[2]
+    slowdown = _ratio(adaptive.wall_s, fixed.wall_s)
+    measured = f"{_x(slowdown)} (adaptive time / fixed time)"
+    if adaptive.wall_s is not None and fixed.wall_s is not None and floor.wall_s is not None:
+        measured += (
+            f": {adaptive.wall_s:.2f} s vs {fixed.wall_s:.2f} s; {floor.wall_s:.2f} s"
+            " without the 429s"
+        )
+    return [
+        Target(
+            scenario="S7b",
+            goal=f"adaptive takes at most {S7B_MAX_SLOWDOWN}x a fixed -j {S7_J} (issue 12)",
+            measured=measured,
+            met=_verdict(slowdown, lambda v: v <= S7B_MAX_SLOWDOWN),
+        )
+    ]
+
+
 _JUDGES: dict[str, Callable[[ScenarioResult], list[Target]]] = {
     "S1": _s1,
     "S2": _s2,
@@ -404,6 +476,7 @@ _JUDGES: dict[str, Callable[[ScenarioResult], list[Target]]] = {
     "S5a": _s5,
     "S5b": _s5,
     "S7": _s7,
+    "S7b": _s7b,
 }
 
 

@@ -1,8 +1,10 @@
-"""AIMD stream slots (halve on 429 once per cooldown, add back per window of successes); thread
-batches for the small blocking jobs of many parts."""
+"""Stream slots (a lone 429 costs its own wait; a steady limit is held, halved and paced, once
+per episode; successes add back), thread batches for the small blocking jobs of many parts, and
+single_error."""
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,27 +20,341 @@ from asyncdl.threads import ThreadBatches, thread_batches
 from tests.helpers import until
 
 
-def test_throttling_halves_once_per_cooldown() -> None:
-    now = [0.0]
-    slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: now[0])
-    slots.on_throttled()
-    assert slots.limit == 16
-    slots.on_throttled()  # the same burst of 429s
-    assert slots.limit == 16
-    now[0] = 1.5
-    slots.on_throttled()
-    assert slots.limit == 8
+class _Paced:
+    """Adaptive slots on a clock the test moves: the arithmetic, step by step."""
+
+    def __init__(self, maximum: int = 32) -> None:
+        self.now = 0.0
+        self.slots = StreamSlots(maximum, cooldown_s=1.0, clock=lambda: self.now)
+
+    @property
+    def held(self) -> bool:
+        """Everyone waits for a Retry-After."""
+        return self.slots.held_until > self.now
+
+    def successes(self, count: int, *, start: float, every: float) -> None:
+        for i in range(count):
+            self.now = start + i * every
+            self.slots.on_success()
+
+    def refused(
+        self, at: float, *, retry_after_s: float = 1.0, started_at: float | None = None
+    ) -> None:
+        self.now = at
+        self.slots.on_throttled(retry_after_s, started_at=started_at)
+
+    def hammered(self, count: int, *, start: float, retry_after_s: float = 1.0) -> None:
+        """A token bucket with nothing left: ``count`` requests refused one after another."""
+        for i in range(count):
+            self.refused(start + i * 0.001, retry_after_s=retry_after_s)
+
+
+def _pace_a_steady_limit() -> _Paced:
+    """S7's opening: a bucket of 50 drained in 0.2 s, a hold, the refilled bucket, then a pace."""
+    paced = _Paced()
+    paced.successes(50, start=0.0, every=0.004)
+    paced.hammered(6, start=0.2)  # the fourth in a row begins the hold; two more were in flight
+    paced.successes(45, start=1.21, every=0.002)
+    paced.hammered(4, start=1.3)  # refused again after the hold: paced at the 45 let through
+    assert paced.slots.rate == 45.0
+    return paced
+
+
+# Scattered refusals
+
+
+def test_scattered_refusals_keep_the_pool_near_its_maximum() -> None:
+    paced = _Paced()
+    slots = paced.slots
+    rng = random.Random(2024)
+    limits = []
+    for i in range(20_000):  # 50 s at 400 requests/s, 3% of them refused at random
+        paced.now = i * 0.0025
+        if rng.random() < 0.03:
+            slots.on_throttled(1.0)
+        else:
+            slots.on_success()
+        assert not paced.held  # nobody else waits for a lone refusal's Retry-After
+        assert slots.rate is None  # and nothing is paced
+        limits.append(slots.limit)
+    assert sum(limits) / len(limits) >= 0.9 * slots.maximum
+    assert 0 < slots.decreases <= 50  # at most once per episode: once a second here
+
+
+def test_a_lone_refusal_costs_only_its_own_wait() -> None:
+    paced = _Paced()
+    paced.successes(100, start=0.0, every=0.01)
+    paced.refused(1.0)
+    assert not paced.held
+    assert paced.slots.rate is None
+    assert paced.slots.limit == 28  # an eighth, not half
+    small = _Paced(maximum=4)
+    small.successes(100, start=0.0, every=0.01)
+    small.refused(1.0)
+    assert small.slots.limit == 4  # an eighth of fewer than 8 is nothing
+
+
+def test_the_pool_grows_back_after_a_scattered_refusal() -> None:
+    paced = _Paced()
+    paced.successes(100, start=0.0, every=0.01)
+    paced.refused(1.0)
+    paced.successes(28 + 29 + 30 + 30, start=1.01, every=0.0025)
+    assert paced.slots.limit == 31
+    paced.successes(1, start=1.5, every=0.0)
+    assert paced.slots.limit == 32  # one slot per window of successes: back in 118 of them
+
+
+def test_refusals_within_one_episode_decrease_once() -> None:
+    paced = _Paced()
+    slots = paced.slots
+    paced.successes(100, start=0.0, every=0.01)
+    paced.refused(1.0)
+    for at in (1.5, 1.99):  # inside the cooldown: the same episode
+        paced.successes(5, start=at - 0.2, every=0.01)
+        paced.refused(at)
+    assert slots.limit == 28
+    assert slots.decreases == 1
+    # Past the cooldown, but sent before the decrease: TCP's rule, still the same episode.
+    paced.successes(5, start=2.0, every=0.01)
+    paced.refused(2.2, started_at=0.99)
+    assert slots.limit == 28
+    paced.successes(5, start=2.21, every=0.001)
+    paced.refused(2.3, started_at=2.25)
+    assert slots.limit == 25
     assert slots.decreases == 2
+
+
+# A steady limit
+
+
+def test_a_steady_limit_holds_halves_and_then_paces() -> None:
+    paced = _Paced()
+    slots = paced.slots
+    paced.successes(50, start=0.0, every=0.004)  # the opening burst: a bucket of 50 in 0.2 s
+    paced.hammered(6, start=0.2)  # then nearly every request refused
+    assert slots.held_until == pytest.approx(0.203 + 1.0)  # from the fourth in a row
+    assert slots.limit == 16
+    assert slots.decreases == 1  # the two refused after the hold began are the same burst
+    assert slots.rate is None  # a hold first: the pace waits for refusals after it
+    # After the hold the refilled bucket lets 45 through, then refuses most again.
+    paced.successes(45, start=1.21, every=0.002)
+    grown = slots.limit  # 18: a slot per window of successes
+    paced.hammered(4, start=1.3)
+    assert slots.rate == 45.0  # what got through in the last second
+    assert not paced.held  # paced from now on instead of held
+    assert slots.limit == grown // 2  # a new episode (past the cooldown): halved again
+    assert slots.decreases == 2
+
+
+def test_a_scattered_episode_that_turns_steady_halves_once() -> None:
+    paced = _Paced()
+    paced.successes(100, start=0.0, every=0.01)
+    paced.hammered(3, start=1.0)  # three in a row could still be scattered
+    assert paced.slots.limit == 28
+    assert not paced.held
+    paced.refused(1.003)  # the fourth: a limit being hammered
+    assert paced.held
+    assert paced.slots.limit == 16  # half the 32 the episode began with, not half of 28
+    assert paced.slots.decreases == 1
+
+
+def test_eight_of_the_last_32_refused_is_a_steady_limit() -> None:
+    paced = _Paced()
+    paced.successes(100, start=0.0, every=0.01)
+    t = 1.0
+    for _ in range(7):  # every fourth request refused: never four in a row
+        paced.successes(3, start=t, every=0.0005)
+        paced.refused(t + 0.002)
+        t += 0.0025
+    assert not paced.held
+    paced.successes(3, start=t, every=0.0005)
+    paced.refused(t + 0.002, retry_after_s=0.2)
+    assert paced.held
+    # The eight are used up: after the hold, one more refusal is no reason to pace.
+    paced.successes(2, start=1.25, every=0.001)
+    paced.refused(1.3)
+    assert paced.slots.rate is None
+    assert not paced.held
+
+
+def test_a_chance_run_of_refusals_costs_one_hold_not_a_pace() -> None:
+    paced = _Paced()
+    paced.successes(100, start=0.0, every=0.01)
+    paced.hammered(4, start=1.0)  # four scattered refusals happen to come in a row
+    assert paced.held
+    paced.successes(30, start=2.01, every=0.0025)
+    paced.refused(2.1)  # after the hold they are scattered again: lone ones never pace
+    paced.successes(30, start=2.11, every=0.0025)
+    paced.refused(2.2)
+    assert paced.slots.rate is None
+    assert not paced.held
+
+
+@pytest.mark.parametrize(("refused_in_flight", "paces"), [(8, True), (7, False)])
+def test_most_of_the_requests_in_flight_refused_confirm_the_limit_at_once(
+    refused_in_flight: int, paces: bool
+) -> None:
+    paced = _Paced()
+    paced.successes(100, start=0.0, every=0.01)
+    paced.hammered(4, start=1.0)  # hold until 2.003
+    # Sent before the hold, refused in it: not evidence again, so no pace and no longer hold...
+    paced.hammered(refused_in_flight - 1, start=1.01)
+    assert paced.slots.rate is None
+    assert paced.slots.held_until == pytest.approx(2.003)
+    paced.refused(2.02, started_at=1.0)  # ...nor when the answer comes after the hold
+    assert paced.slots.rate is None
+    # ...but they say how hard the server refuses: the first fresh refusal settles it.
+    paced.successes(40, start=2.03, every=0.001)
+    paced.refused(2.08)
+    assert paced.slots.rate == (40.0 if paces else None)
+
+
+def test_each_hold_is_judged_by_the_requests_in_flight_at_its_own_start() -> None:
+    paced = _Paced()
+    paced.successes(100, start=0.0, every=0.01)
+    paced.hammered(4, start=1.0)
+    paced.hammered(8, start=1.01)  # most in flight refused: a limit...
+    paced.successes(300, start=2.01, every=0.00996)  # ...that went away with the hold
+    paced.hammered(4, start=5.0)  # much later a chance run, with nothing refused in flight:
+    assert paced.slots.rate is None  # a hold, not the pace the first one would have confirmed
+    assert paced.held
+    paced.successes(40, start=6.01, every=0.001)
+    paced.refused(6.06)
+    assert paced.slots.rate is None
+
+
+def test_no_pace_far_under_what_the_server_once_accepted() -> None:
+    # Scattered refusals whose answers came back in a bunch (before the successes beside them
+    # were stored) looked like a limit twice; the pace they gave was 38 where the server had
+    # taken ~1,000 a second, and every later refusal cut it again (40 s for 3,000 parts).
+    paced = _Paced()
+    paced.successes(400, start=0.0, every=0.0025)  # the server took 400 in a second
+    paced.hammered(4, start=1.0)
+    paced.successes(40, start=2.01, every=0.001)
+    paced.hammered(4, start=2.1)  # most refused again after the hold, 40 let through: 10%
+    assert paced.slots.rate is None
+    assert paced.held  # a hold again: a limit that low would have refused more before
+    # Once paced, a cut that would go that far under it lifts the pace instead.
+    paced = _pace_a_steady_limit()  # paced at 45; at most 50 were ever taken in a second
+    paced.successes(10, start=2.5, every=0.01)
+    paced.refused(3.0)  # a new episode with 10 got through: 9 a second is under 50 / 4
+    assert paced.slots.rate is None
+
+
+def test_a_steady_limit_inside_the_first_window_sets_no_pace() -> None:
+    # Successes counted 30 ms in are whatever of the opening burst has come back yet, not the
+    # server's rate: pacing at them made S7 crawl. The hold and the halving still apply.
+    paced = _Paced()
+    paced.successes(25, start=0.0, every=0.001)
+    paced.hammered(4, start=0.03, retry_after_s=0.2)
+    assert paced.slots.limit == 16
+    paced.successes(20, start=0.24, every=0.001)
+    paced.hammered(4, start=0.3, retry_after_s=0.2)  # refused again, still in the first window
+    assert paced.slots.rate is None
+    assert paced.held  # held again instead
+    paced.successes(50, start=0.51, every=0.01)
+    grown = paced.slots.limit
+    paced.hammered(4, start=1.1)  # a window in: now the count means something
+    assert paced.slots.rate == 70.0  # the 20 after the first hold and the 50 after the second
+    assert paced.slots.limit == grown // 2  # a new episode (1.103 vs 0.033): halved again
+    assert paced.slots.decreases == 2
+
+
+def test_the_first_window_is_counted_from_the_first_stream_not_from_creation() -> None:
+    paced = _Paced()
+    # Token, Catalog and listing took 1.2 s before any part streamed.
+    paced.successes(25, start=1.2, every=0.001)
+    paced.hammered(4, start=1.23, retry_after_s=0.2)
+    paced.successes(20, start=1.44, every=0.001)
+    paced.hammered(4, start=1.6)
+    assert paced.slots.rate is None
+
+
+def test_the_first_window_starts_with_the_first_stream_not_its_first_success() -> None:
+    paced = _Paced()
+    paced.slots._book_start(1.2)  # the first stream starts; its answer takes 0.3 s
+    paced.successes(40, start=1.5, every=0.01)
+    paced.hammered(4, start=1.9, retry_after_s=0.2)
+    paced.successes(30, start=2.11, every=0.001)
+    paced.hammered(4, start=2.4)  # 1.2 s of streaming: a whole window
+    assert paced.slots.rate is not None
+
+
+def test_an_episode_begun_in_the_first_window_paces_once_the_window_has_passed() -> None:
+    paced = _Paced()
+    paced.successes(45, start=0.0, every=0.02)
+    paced.hammered(4, start=0.9, retry_after_s=0.2)  # inside the first window: a hold only
+    paced.successes(30, start=1.11, every=0.001)
+    grown = paced.slots.limit
+    paced.hammered(4, start=1.2)  # the same episode, but now the count means something
+    assert paced.slots.rate == 64.0  # the 34 successes from 0.22 s on and the 30 after the hold
+    assert paced.slots.limit == grown  # halved once for the episode, not twice
+    assert paced.slots.decreases == 1
+
+
+def test_a_paced_episode_backs_off_under_what_got_through_and_stops_the_probe() -> None:
+    paced = _pace_a_steady_limit()  # paced at 45 from t = 1.303
+    slots = paced.slots
+    paced.successes(50, start=1.5, every=0.02)
+    assert slots.rate == pytest.approx(50.0)  # +0.1 a success: about 10% a second
+    grown = slots.limit
+    paced.refused(2.5)  # a new episode: 10% under the 50 that got through
+    assert slots.rate == pytest.approx(45.0)
+    assert slots.limit == grown // 2
+    paced.successes(10, start=2.6, every=0.01)
+    assert slots.rate == pytest.approx(46.0)
+    paced.refused(2.8)  # the same episode: the pace stops at what got through (35 + 10)...
+    assert slots.rate == pytest.approx(45.0)
+    assert slots.decreases == 3  # (no second decrease: the first two came before 2.5)
+    paced.successes(10, start=2.9, every=0.01)
+    assert slots.rate == pytest.approx(45.0)  # ...and stops probing until the episode ends
+    paced.successes(1, start=3.5, every=0.0)
+    assert slots.rate == pytest.approx(45.1)
+
+
+@pytest.mark.parametrize("started_at", [None, 2.49])
+def test_refusals_sent_before_a_paced_episode_do_not_stop_its_probe(
+    started_at: float | None,
+) -> None:
+    paced = _pace_a_steady_limit()
+    paced.successes(50, start=1.5, every=0.02)
+    paced.refused(2.5)  # a new episode
+    paced.refused(2.51, started_at=started_at)  # in flight when it began: its tail
+    paced.successes(10, start=2.6, every=0.01)
+    assert paced.slots.rate == pytest.approx(46.0)  # still probing upwards
+
+
+def test_a_count_above_the_pace_is_saved_tokens_not_the_rate() -> None:
+    paced = _pace_a_steady_limit()
+    paced.successes(60, start=1.51, every=0.0165)  # a bucket's saved tokens: 60 in a second
+    assert paced.slots.rate == pytest.approx(51.0)
+    paced.refused(2.5)
+    assert paced.slots.rate == pytest.approx(0.9 * 51.0)  # under the pace, not under the 60
+
+
+def test_new_streams_start_after_the_hold_then_at_the_pace() -> None:
+    paced = _Paced()
+    paced.successes(50, start=0.0, every=0.004)
+    paced.hammered(4, start=0.2)
+    assert paced.slots._book_start(paced.now) == pytest.approx(1.203)
+    paced = _pace_a_steady_limit()
+    starts = [paced.slots._book_start(paced.now) for _ in range(3)]
+    assert starts == pytest.approx([1.303, 1.303 + 1 / 45, 1.303 + 2 / 45])
+
+
+async def test_a_stream_is_told_when_it_started() -> None:
+    slots = StreamSlots(4, clock=lambda: 5.0)
+    async with slots as started_at:
+        assert started_at == 5.0  # what on_throttled(started_at=...) wants if it is refused
 
 
 def test_successes_grow_the_limit_back_to_the_maximum() -> None:
     now = [0.0]
     slots = StreamSlots(4, cooldown_s=0.0, clock=lambda: now[0])
-    slots.on_throttled()
-    slots.on_throttled()
+    for _ in range(8):  # no Retry-After (no hold): twice four in a row, two episodes
+        slots.on_throttled()
     assert slots.limit == 1
-    for _ in range(1):
-        slots.on_success()
+    slots.on_success()
     assert slots.limit == 2
     for _ in range(2):
         slots.on_success()
@@ -48,18 +364,21 @@ def test_successes_grow_the_limit_back_to_the_maximum() -> None:
     assert slots.limit == 4
 
 
-def test_fixed_slots_never_move() -> None:
-    slots = StreamSlots(8, adaptive=False)
-    slots.on_throttled()
-    slots.on_success()
-    assert slots.limit == 8
-
-
 def test_never_below_the_minimum() -> None:
     slots = StreamSlots(2, cooldown_s=0.0, minimum=1)
-    for _ in range(5):
+    for _ in range(20):
         slots.on_throttled()
     assert slots.limit == 1
+
+
+def test_fixed_slots_never_move() -> None:
+    slots = StreamSlots(8, adaptive=False)
+    for _ in range(8):
+        slots.on_throttled(retry_after_s=5.0)
+    slots.on_success()
+    assert slots.limit == 8
+    assert slots.rate is None
+    assert slots.held_until == -float("inf")
 
 
 async def test_slots_bound_concurrent_holders() -> None:
@@ -79,6 +398,19 @@ async def test_slots_bound_concurrent_holders() -> None:
         for _ in range(10):
             tg.start_soon(hold)
     assert peak == 3
+
+
+async def test_retry_after_holds_every_new_stream() -> None:
+    slots = StreamSlots(4, cooldown_s=0.0)
+    for _ in range(4):  # a steady limit: four in a row
+        slots.on_throttled(retry_after_s=0.2)
+    started = anyio.current_time()
+    async with slots:
+        waited = anyio.current_time() - started
+    assert waited >= 0.15
+
+
+# Thread batches and single_error
 
 
 async def test_single_error_unwraps_the_cause() -> None:
@@ -125,107 +457,6 @@ async def test_unrelated_bugs_stay_together() -> None:
     with pytest.raises(ExceptionGroup) as caught:
         await run()
     assert {type(e) for e in caught.value.exceptions} == {KeyError, ValueError}
-
-
-class _Paced:
-    """Adaptive slots on a clock the test moves: the pacing arithmetic, step by step."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slots = StreamSlots(32, cooldown_s=1.0, clock=lambda: self.now)
-
-    def successes(self, count: int, *, start: float, every: float) -> None:
-        for i in range(count):
-            self.now = start + i * every
-            self.slots.on_success()
-
-    def refused(self, at: float, *, retry_after_s: float = 1.0) -> None:
-        self.now = at
-        self.slots.on_throttled(retry_after_s=retry_after_s)
-
-
-def test_throttling_paces_at_the_accepted_rate_and_grows_back() -> None:
-    paced = _Paced()
-    slots = paced.slots
-    assert slots.rate is None
-    paced.successes(40, start=0.0, every=0.01)  # 40 in the first second of streams
-    paced.refused(1.0, retry_after_s=2.0)
-    assert slots.rate == 40.0
-    assert slots.limit == 16
-    paced.successes(40, start=1.0, every=0.0)
-    assert slots.rate is not None
-    assert 43.9 < slots.rate < 44.1  # about 10% more per second of successes
-    paced.refused(2.5)  # nothing accepted in the last second but the burst
-    assert slots.rate is not None
-    assert slots.rate <= 44.0 / 2 + 1e-9
-
-
-def test_later_throttles_pace_under_the_accepted_rate_and_stop_the_probe() -> None:
-    paced = _Paced()
-    slots = paced.slots
-    paced.successes(40, start=0.0, every=0.01)
-    paced.refused(1.0)
-    assert slots.rate == 40.0  # the first estimate is taken as it is
-    paced.successes(50, start=1.5, every=0.01)  # 50 in the next second: the pace probes upwards
-    assert slots.rate is not None
-    assert slots.rate > 44.0
-    paced.refused(2.4)  # a new episode: a margin under what got through
-    assert slots.rate == pytest.approx(0.9 * 50)
-    # Still in the episode's cooldown: successes probe upwards again...
-    paced.successes(30, start=2.41, every=0.001)
-    assert slots.rate > 45.0
-    paced.refused(3.0)  # ...but a refusal caps the pace at what got through
-    # In the second before t=3.0 only the 30 successes after 2.41 got through (the 50 ended at
-    # 1.99); the probe had taken the pace to 45 + 30 x 0.1 = 48.
-    assert slots.rate == pytest.approx(30.0)
-
-
-def test_a_refusal_inside_the_first_window_sets_no_pace() -> None:
-    # Successes counted 30 ms in are whatever of the opening burst has come back yet, not the
-    # server's rate: pacing at them made S7 crawl. The hold and the halving still apply.
-    paced = _Paced()
-    paced.successes(25, start=0.0, every=0.001)
-    paced.refused(0.03)
-    assert paced.slots.rate is None
-    assert paced.slots.limit == 16
-    # After the hold, the server's bucket lets 50 through in a second.
-    paced.successes(50, start=1.03, every=0.01)
-    paced.refused(1.6)  # a window in: now the estimate counts
-    assert paced.slots.rate == 50.0
-
-
-def test_the_first_window_is_counted_from_the_first_stream_not_from_creation() -> None:
-    paced = _Paced()
-    # Token, Catalog and listing took 1.2 s before any part streamed.
-    paced.successes(25, start=1.2, every=0.001)
-    paced.refused(1.23)
-    assert paced.slots.rate is None
-
-
-def test_an_episode_begun_in_the_first_window_paces_once_the_window_has_passed() -> None:
-    paced = _Paced()
-    paced.successes(45, start=0.0, every=0.02)
-    paced.refused(0.9)  # inside the first window: no pace
-    assert paced.slots.rate is None
-    paced.refused(1.2)  # the same episode, but now the count means something
-    assert paced.slots.rate == 35.0  # the 35 successes from 0.2 s on (0.20 to 0.88 s)
-    assert paced.slots.limit == 16  # halved once for the episode, not twice
-
-
-def test_fixed_slots_are_never_paced() -> None:
-    slots = StreamSlots(8, adaptive=False)
-    slots.on_success()
-    slots.on_throttled(retry_after_s=5.0)
-    assert slots.rate is None
-
-
-async def test_retry_after_holds_every_new_stream() -> None:
-    slots = StreamSlots(4, cooldown_s=0.0)
-    slots.on_throttled(retry_after_s=0.2)
-    started = anyio.current_time()
-    async with slots:
-        waited = anyio.current_time() - started
-    assert waited >= 0.15
 
 
 def _blocked_job(gate: threading.Event, entered: threading.Event, value: int) -> Callable[[], int]:

@@ -54,15 +54,24 @@ class Retrying:
         self._started = started
         self.failures = 0
 
-    async def again(self, error: AsyncdlError, *, progress: int, requests: int) -> bool:
+    async def again(
+        self,
+        error: AsyncdlError,
+        *,
+        progress: int,
+        requests: int,
+        started_at: float | None = None,
+    ) -> bool:
         """After ``error`` (``progress`` bytes into the request): True to ask again (having
-        waited when that is due), False to give up. ``requests`` is the part's count so far."""
+        waited when that is due), False to give up. ``requests`` is the part's count so far;
+        ``started_at`` is when the failed stream took its slot (what ``async with slots``
+        returned: a 429 to a request sent before the last decrease is the same episode)."""
         if resumes(error, progress):
             log.info("%s: %s after %d bytes; resuming", self._part.name, error, progress)
             return True
         self.failures += 1
         if isinstance(error, RateLimitedError):
-            self._slots.on_throttled(error.retry_after_s)
+            self._slots.on_throttled(error.retry_after_s, started_at=started_at)
         delay = self._policy.delay_s(
             error, attempt=self.failures, elapsed_s=time.monotonic() - self._started
         )

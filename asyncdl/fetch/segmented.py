@@ -170,8 +170,9 @@ class _SegmentedRun:
         while True:
             self.attempts += 1
             before = segment.done
+            started_at: float | None = None  # when this request's stream took its slot
             try:
-                async with self.transfer.slots:
+                async with self.transfer.slots as started_at:
                     await self._stream(segment)
                 self.transfer.slots.on_success()
                 if segment.complete:
@@ -188,7 +189,9 @@ class _SegmentedRun:
                 raise
             except AsyncdlError as error:
                 progress = segment.done - before
-                if not await retrying.again(error, progress=progress, requests=self.attempts):
+                if not await retrying.again(
+                    error, progress=progress, requests=self.attempts, started_at=started_at
+                ):
                     raise _SegmentFailedError(error) from error
 
     async def _stream(self, segment: Segment) -> None:

@@ -216,16 +216,17 @@ async def fetch_whole(transfer: Transfer) -> PartResult:
     while True:
         requests += 1
         before = whole.offset
+        started_at: float | None = None  # when this request's stream took its slot
         try:
             remaining = options.policy.deadline_s - (time.monotonic() - started)
             with anyio.move_on_after(remaining) as scope:
                 if whole.offset == 0 and 0 < part.size <= options.write_buffer_bytes:
-                    async with slots:
+                    async with slots as started_at:
                         rows = await whole.fetch_small(client)
                     slots.on_success()
                 else:
                     if whole.offset < part.size:
-                        async with slots:
+                        async with slots as started_at:
                             await whole.stream_from(client, transfer.first)
                         slots.on_success()
                         if whole.offset < part.size:
@@ -263,5 +264,7 @@ async def fetch_whole(transfer: Transfer) -> PartResult:
                 progress = 0
             else:
                 progress = whole.offset - before
-            if not await retrying.again(error, progress=progress, requests=requests):
+            if not await retrying.again(
+                error, progress=progress, requests=requests, started_at=started_at
+            ):
                 return failed(part, whole.fetched, requests, describe(error))

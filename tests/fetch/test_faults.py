@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from asyncdl.config import MiB
 from asyncdl.emulator import Faults, running_emulator
 from asyncdl.models import PartStatus
 from asyncdl.pipeline import download
+from asyncdl.slots import StreamSlots
 from tests.helpers import DATASET, EmulatorFactory, assert_identical, credentials_for, settings_for
 
 FAULTS = {
@@ -113,3 +115,50 @@ async def test_a_server_size_other_than_the_listing_fails_the_part_at_once(
         assert failed.attempts == 1
         assert f"the listing says {failed.part.size} bytes, the server says" in (failed.error or "")
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("segment_threshold", "write_buffer"),
+    [(None, 4 << 20), (None, 64 * 1024), (MiB + 1, 64 * 1024)],
+    ids=["small-whole", "streamed-whole", "segments"],
+)
+async def test_a_refused_stream_tells_the_slots_when_it_started(
+    emulator_config: EmulatorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    segment_threshold: int | None,
+    write_buffer: int,
+) -> None:
+    """TCP's episode rule needs each 429's send time: the one ``async with slots`` returned."""
+    entered: list[float] = []
+    refused: list[float | None] = []
+    real_enter, real_throttled = StreamSlots.__aenter__, StreamSlots.on_throttled
+
+    async def enter(self: StreamSlots) -> float:
+        started_at = await real_enter(self)
+        entered.append(started_at)
+        return started_at
+
+    def throttled(
+        self: StreamSlots, retry_after_s: float | None = None, *, started_at: float | None = None
+    ) -> None:
+        refused.append(started_at)
+        real_throttled(self, retry_after_s, started_at=started_at)
+
+    monkeypatch.setattr(StreamSlots, "__aenter__", enter)
+    monkeypatch.setattr(StreamSlots, "on_throttled", throttled)
+    faults = Faults(rate_429=0.5, retry_after_s=0.0, seed=5, max_faults_per_path=8)
+    config = emulator_config(dataset={"parts_per_file": 2, "part_bytes": 3 * MiB}, faults=faults)
+    async with running_emulator(config) as emu:
+        settings = settings_for(
+            emu,
+            tmp_path,
+            backoff_base_s=0.01,
+            segment_threshold_bytes=segment_threshold,
+            segment_bytes=MiB,
+            write_buffer_bytes=write_buffer,
+        )
+        result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
+    assert result.ok, [r.error for r in result.failed]
+    assert refused, "no stream was refused: the test proves nothing"
+    assert all(s is not None and s in entered for s in refused), refused

@@ -52,7 +52,7 @@ class S3Bucket:
     def url(self) -> str:
         return f"s3://{self.name}"
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         return self.server.keys(self.name)
 
     def open_uploads(self) -> list[str]:

@@ -29,6 +29,7 @@ from .directory import LocalStorage
 from .local import OpenMode
 
 __all__ = [
+    "OBJECT_SCHEMES",
     "LocalStorage",
     "OpenMode",
     "PartFile",

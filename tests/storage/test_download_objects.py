@@ -188,8 +188,9 @@ async def test_a_cancelled_run_leaves_no_object_and_no_upload(
 ) -> None:
     listener = RecordingListener()
     config = emulator_config(
-        dataset={"files_per_batch": 1, "parts_per_file": 2, "part_bytes": 8 * MiB},
-        bandwidth_bps=8_000_000,
+        # Cancelled past 6 MiB of 12: a second or more before either part could be complete.
+        dataset={"files_per_batch": 1, "parts_per_file": 2, "part_bytes": 12 * MiB},
+        bandwidth_bps=6_000_000,
     )
     async with running_emulator(config) as emu:
         settings = settings_into(emu, s3.url, segment_threshold_bytes=None)

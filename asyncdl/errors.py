@@ -25,6 +25,7 @@ these into printed lines and exit codes.
     │   └── UnsafeNameError         a file name that would escape the output directory
     ├── VerificationError           downloaded bytes disagree with the listing or the Catalog
     ├── StorageError                the destination refused (full, read-only, permissions)
+    │   └── StorageAuthError        an object store refused the destination's credentials
     ├── BusyError                   another run holds what this one needs (a sync's directory)
     ├── NoBatchError                the dataset has no batch matching the request
     └── ExportJobError              an audience export job did not produce its batches
@@ -56,6 +57,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServerError",
     "StaleListingError",
+    "StorageAuthError",
     "StorageError",
     "StreamInterruptedError",
     "TransportError",
@@ -179,7 +181,13 @@ class VerificationError(AsyncdlError):
 
 
 class StorageError(AsyncdlError):
-    """The local disk refused a write: full, read-only or not permitted."""
+    """The destination refused: a disk full, read-only or not permitted; an object store's
+    bucket missing or unreachable."""
+
+
+class StorageAuthError(StorageError):
+    """An object store refused the destination's credentials (or their permissions): every
+    other write would be refused the same way."""
 
 
 class BusyError(AsyncdlError):

@@ -56,6 +56,7 @@ class RunContext:
     listing: Listing
     out_dir: Path  # fresh and empty
     work_dir: Path  # per scenario: URL lists live here
+    out_url: str | None = None  # asyncdl's --out when the run writes to an object store (S8)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,7 +82,7 @@ class Tool:
                 "download",
                 ctx.dataset_id,
                 "--out",
-                str(ctx.out_dir),
+                ctx.out_url or str(ctx.out_dir),
                 "-j",
                 str(self.concurrency),
                 "--base-url",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import datetime as dt
 import json
 import os
@@ -28,6 +29,7 @@ from typing import Any
 
 from emulator_process import EmulatorError, EmulatorProcess
 from measure import measure
+from object_store import MotoProcess
 from outputs import read_json_events, verify_output
 from peers import CREDENTIALS, RunContext, Tool, asyncdl_flags, ensure_aria2c
 from report import machine_info, render_tables, versions
@@ -205,26 +207,34 @@ class Bench:
         ) as emu:
             listing = self._listing(emu, result)
             out = Path(tempfile.mkdtemp(prefix="asyncdl-bench-out-", dir=self.out_base))
-            ctx = RunContext(
-                base_url=emu.base_url,
-                dataset_id=emu.dataset_id,
-                listing=listing,
-                out_dir=out,
-                work_dir=run_dir,
-            )
-            argv = tool.argv(ctx, asyncdl=self.client, python=self.python)
-            stdout, stderr = run_dir / "stdout", run_dir / "stderr"
-            measured = measure(
-                argv, env=self.env, timeout_s=scenario.timeout_s, stdout=stdout, stderr=stderr
-            )
-        problem = None
-        if measured.timed_out:
-            problem = f"killed after {scenario.timeout_s:.0f} s"
-        elif measured.exit_code != 0:
-            tail = stderr.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-            problem = f"exit {measured.exit_code}: {tail[-1] if tail else ''}"[:200]
-        else:
-            problem = verify_output(out, listing)
+            with contextlib.ExitStack() as stack:
+                env, store = self.env, None
+                if scenario.store == "s3":
+                    store = stack.enter_context(MotoProcess(log=run_dir / "moto.log"))
+                    env = {**self.env, **store.env}
+                ctx = RunContext(
+                    base_url=emu.base_url,
+                    dataset_id=emu.dataset_id,
+                    listing=listing,
+                    out_dir=out,
+                    work_dir=run_dir,
+                    out_url=store.url if store is not None else None,
+                )
+                argv = tool.argv(ctx, asyncdl=self.client, python=self.python)
+                stdout, stderr = run_dir / "stdout", run_dir / "stderr"
+                measured = measure(
+                    argv, env=env, timeout_s=scenario.timeout_s, stdout=stdout, stderr=stderr
+                )
+                problem = None
+                if measured.timed_out:
+                    problem = f"killed after {scenario.timeout_s:.0f} s"
+                elif measured.exit_code != 0:
+                    tail = stderr.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+                    problem = f"exit {measured.exit_code}: {tail[-1] if tail else ''}"[:200]
+                elif store is not None:
+                    problem = store.verify(listing)
+                else:
+                    problem = verify_output(out, listing)
         retries_429 = retries = None
         inner = None
         if "--json" in tool.options:

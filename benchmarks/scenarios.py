@@ -1,4 +1,5 @@
-"""Issue 4's scenarios S1-S7 (and issue 12's S7b) as data: emulator flags, tools, targets.
+"""Issue 4's scenarios S1-S7 (issue 12's S7b, issue 15's S8) as data: the emulator's flags,
+the tools compared, the targets.
 
 Sizes are scaled so the whole of ``make bench`` stays within a few minutes on two cores; every
 scaling is written in the scenario's ``note`` (and so in the table and the README). ``judge``
@@ -34,6 +35,8 @@ S7_J = 32
 S7B_PARTS = 3000
 S7B_429_RATE = 0.03
 S7B_MAX_SLOWDOWN = 1.3  # issue 12: scattered 429s cost adaptive at most this x the fixed pool
+S8_J = 16
+S8_RSS_LIMIT_MB = 150.0
 COMMON = ("--batches", "1", "--files", "1")
 QUIET = ("--quiet",)
 
@@ -51,6 +54,7 @@ class Scenario:
     timeout_s: float = 120.0
     warmup: bool = False  # one untimed asyncdl run first (page cache, .pyc files)
     full_only: tuple[str, ...] = ()  # tool labels run only with --full (slow and uninformative)
+    store: str | None = None  # "s3": asyncdl writes into moto's S3 in its own process (S8)
 
 
 def _asyncdl(label: str, j: int, *options: str, needs: tuple[str, ...] = ()) -> Tool:
@@ -272,7 +276,20 @@ S7B = Scenario(
     timeout_s=120.0,
 )
 
-ALL_SCENARIOS = (S1, S2, S3, S4, S5A, S5B, S7, S7B)
+_S8_NA = "writes only to local disk"
+S8 = Scenario(
+    key="S8",
+    title=f"straight into S3: 32 parts of 16 MB (512 MB) at -j {S8_J} into moto's S3",
+    note="issue 15; moto_server in its own process on loopback, one per run; each run's bucket is "
+    "checked (names, sizes, PAR1 at both ends, no multipart upload left open)",
+    serve_args=(*COMMON, "--parts", "32", "--part-size", "16M"),
+    tools=(_asyncdl(f"asyncdl -j {S8_J} into S3", S8_J, *QUIET),),
+    not_applicable=(("sequential", _S8_NA), ("aria2c", _S8_NA), ("curl", _S8_NA)),
+    warmup=True,
+    store="s3",
+)
+
+ALL_SCENARIOS = (S1, S2, S3, S4, S5A, S5B, S7, S7B, S8)
 
 
 def _ratio(slow: float | None, fast: float | None) -> float | None:
@@ -426,6 +443,20 @@ def _s5(result: ScenarioResult) -> list[Target]:
     ]
 
 
+def _s8(result: ScenarioResult) -> list[Target]:
+    runs = result.tools[0].good
+    peak = max((r.max_rss_kib for r in runs), default=None)
+    peak_mb = None if peak is None else peak * 1024 / MB
+    return [
+        Target(
+            scenario="S8",
+            goal=f"peak RSS < {S8_RSS_LIMIT_MB:.0f} MB at -j {S8_J} into S3 (worst of the runs)",
+            measured="not measured" if peak_mb is None else f"{peak_mb:.1f} MB",
+            met=_verdict(peak_mb, lambda v: v < S8_RSS_LIMIT_MB),
+        )
+    ]
+
+
 def _s7(result: ScenarioResult) -> list[Target]:
     adaptive, fixed = result.tools[0], result.tools[1]
     speedup = _ratio(fixed.wall_s, adaptive.wall_s)
@@ -477,6 +508,7 @@ _JUDGES: dict[str, Callable[[ScenarioResult], list[Target]]] = {
     "S5b": _s5,
     "S7": _s7,
     "S7b": _s7b,
+    "S8": _s8,
 }
 
 

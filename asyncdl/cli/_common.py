@@ -22,7 +22,7 @@ from ..config import (
     Setting,
     resolve_environment,
 )
-from ..errors import AsyncdlError, AuthError, BusyError, ConfigError
+from ..errors import AsyncdlError, AuthError, BusyError, ConfigError, StorageAuthError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,7 +35,8 @@ EXIT_INTERRUPTED = 130
 
 EPILOG = (
     "Exit codes: 0 ok; 1 some parts failed or a batch does not match the Catalog; "
-    "2 bad usage; 3 credentials refused; 75 another sync holds the directory (try later); "
+    "2 bad usage; 3 credentials refused (AEP's, or the --out object store's); "
+    "75 another sync holds the directory (try later); "
     "130 interrupted (resume by running it again)."
 )
 
@@ -63,7 +64,7 @@ def fail(message: str, code: int) -> NoReturn:
 def exit_code_for(error: AsyncdlError) -> int:
     if isinstance(error, ConfigError):
         return EXIT_USAGE
-    if isinstance(error, AuthError):
+    if isinstance(error, AuthError | StorageAuthError):
         return EXIT_AUTH
     if isinstance(error, BusyError):
         return EXIT_BUSY

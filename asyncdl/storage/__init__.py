@@ -9,7 +9,10 @@ every failure of the medium is a ``StorageError`` that names the file, raised by
 implementation, the one place that knows the medium.
 
 Implementations: ``LocalStorage`` (a directory: ``.part`` + fsync + rename, resumable across
-runs). ``open_storage`` picks one from ``--out``.
+runs) and ``objects.ObjectStorage`` (a prefix of an S3, Azure or GCS bucket: parts stream into
+uploads committed only once verified; segmented parts are staged on local disk). ``open_storage``
+picks one from ``--out``; the object store's modules, and obstore with them, are imported only
+when ``--out`` is such a URL, so a local run neither needs the ``cloud`` extra nor pays for it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .directory import LocalStorage
 from .local import OpenMode
 
 __all__ = [
+    "OBJECT_SCHEMES",
     "LocalStorage",
     "OpenMode",
     "PartFile",
@@ -38,6 +42,9 @@ __all__ = [
 # A URL-shaped --out: "s3://bucket/x", "az://container", "file:///tmp". Two or more letters
 # before "://", so a Windows drive ("C:\\scores") is a path.
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+#: The schemes of object stores (stores.py parses them; listed here so that telling one from a
+#: local path imports nothing).
+OBJECT_SCHEMES = frozenset({"s3", "az", "abfs", "abfss", "gs"})
 
 
 class PartWriter(Protocol):
@@ -162,17 +169,35 @@ class Storage(Protocol):
         BusyError at once when another holder has it."""
 
 
-def open_storage(out: str | Path) -> LocalStorage:
-    """The storage ``--out`` names. Only local directories today: a URL-shaped value is refused
-    rather than written into a local folder named after its scheme (``s3:``)."""
+def open_storage(out: str | Path) -> Storage:
+    """The storage ``--out`` names: a local directory (also ``file://``), or an object store
+    (``s3://``, ``az://``, ``abfs://``, ``abfss://``, ``gs://``). Any other URL is refused
+    rather than written into a local folder named after its scheme (``ftp:``).
+
+    ConfigError (exit 2) for an unknown scheme, a malformed store URL, missing credentials, or
+    obstore not installed; nothing is written here (``prepare`` proves the destination).
+    """
     text = str(out)
     match = _URL.match(text)
-    if match is not None:
-        scheme = match.group(1).lower()
-        if scheme != "file":
-            raise ConfigError(
-                f"--out {text}: {scheme}:// destinations are not supported yet "
-                "(give a local directory)"
-            )
-        text = text[len("file://") :] or "/"
-    return LocalStorage(Path(text))
+    if match is None:
+        return LocalStorage(Path(text))
+    scheme = match.group(1).lower()
+    if scheme == "file":
+        return LocalStorage(Path(text[len("file://") :] or "/"))
+    if scheme not in OBJECT_SCHEMES:
+        raise ConfigError(
+            f"--out {text}: {scheme}:// destinations are not supported (give a local "
+            "directory, or an s3://, az://, abfs:// or gs:// URL)"
+        )
+    try:
+        from .objects import object_storage
+        from .stores import parse_store_url
+    except ModuleNotFoundError as exc:
+        if exc.name != "obstore" and not (exc.name or "").startswith("obstore."):
+            raise
+        raise ConfigError(
+            f"--out {text}: writing to an object store needs obstore: pip install 'asyncdl[cloud]'"
+        ) from None
+    url = parse_store_url(text)
+    assert url is not None  # its scheme is one of OBJECT_SCHEMES
+    return object_storage(url)

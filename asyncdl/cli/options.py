@@ -49,7 +49,12 @@ def out_option(default: str) -> Any:
     """``--out``, with the default a command uses when it is not given."""
     return Annotated[
         str | None,
-        typer.Option("--out", "-o", help=f"Directory to write OUT/<batch id>/<part> [{default}]."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Where OUT/<batch id>/<part> goes: a directory, or s3://BUCKET/PREFIX,"
+            f" az://CONTAINER/PREFIX (abfs://, abfss://), gs://BUCKET/PREFIX [{default}].",
+        ),
     ]
 
 

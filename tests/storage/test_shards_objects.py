@@ -52,7 +52,8 @@ async def test_three_shards_from_a_plan_in_the_bucket_land_each_part_once(
     for part in newest.parts:
         assert batch.read(part.name) == part.path.read_bytes(), part.name
     manifest = json.loads(batch.read(MANIFEST_NAME) or b"")
-    assert manifest["shards"] == 3 and manifest["reconciliation"]["ok"] is True
+    assert manifest["shards"] == 3
+    assert manifest["reconciliation"]["ok"] is True
     fragments = [json.loads(batch.read(fragment_name(k, 3)) or b"") for k in (1, 2, 3)]
     assert sum(len(f["parts"]) for f in fragments) == len(newest.parts)
     assert s3.open_uploads() == []
@@ -67,15 +68,15 @@ async def test_a_shard_whose_lease_is_held_in_the_bucket_is_refused(
         newest = emu.batches_for(DATASET)[0]
         root = open_storage(out)
         root.prepare()
-        with root.lock(shard_lock(2, 3)):  # another live writer of shard 2/3
-            with pytest.raises(BusyError):
-                await download_shard(
-                    DATASET,
-                    shard=ShardSpec(index=2, count=3),
-                    credentials=credentials_for(emu),
-                    settings=settings,
-                    lock_wait_s=0,
-                )
+        # Another live writer holds shard 2/3.
+        with root.lock(shard_lock(2, 3)), pytest.raises(BusyError):
+            await download_shard(
+                DATASET,
+                shard=ShardSpec(index=2, count=3),
+                credentials=credentials_for(emu),
+                settings=settings,
+                lock_wait_s=0,
+            )
         await emu.wait_idle()
         assert emu.downloads() == []  # refused before any part was fetched
     assert root.sub(newest.id).files() == frozenset()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .checksum import Checksum
 from .errors import ConfigError
 
 __all__ = [
@@ -147,6 +148,7 @@ class DownloadSettings:
     # Sync each part to stable storage before it gets its final name (and segment progress before
     # it is recorded): what the manifest vouches for then survives a power loss, not only a crash.
     fsync: bool = True
+    checksum: Checksum = Checksum.BLAKE3  # the content hash each part's record keeps
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", _check_url(self.base_url, "the base URL"))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .checksum import Checksum
 from .layout import MANIFEST_NAME
 from .models import Batch, PartResult
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Manifest", "ManifestEntry"]
 
-_FORMAT = 1
+_FORMAT = 2  # 2: digests tagged with their algorithm (format 1 entries are read as sha256)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -34,7 +35,7 @@ class ManifestEntry:
     relpath: str
     size: int
     rows: int | None
-    sha256: str | None
+    digest: str | None  # "<algorithm>:<hex>" (checksum.py)
     attempts: int
     status: str
     error: str | None = None
@@ -46,11 +47,20 @@ class ManifestEntry:
             relpath=result.part.relpath,
             size=result.part.size,
             rows=result.rows,
-            sha256=result.sha256,
+            digest=result.digest,
             attempts=result.attempts,
             status=result.status.value,
             error=result.error,
         )
+
+
+def _upgraded(item: dict[str, Any]) -> dict[str, Any]:
+    """An entry as written before digests were tagged (``"sha256": hex``), in today's form."""
+    if "sha256" in item:
+        item = dict(item)
+        hexdigest = item.pop("sha256")
+        item["digest"] = Checksum.SHA256.tag(hexdigest) if hexdigest else None
+    return item
 
 
 class Manifest:
@@ -82,7 +92,7 @@ class Manifest:
         try:
             raw = json.loads(storage.read(name) or b"{}")
             for item in raw.get("parts", []):
-                entry = ManifestEntry(**item)
+                entry = ManifestEntry(**_upgraded(item))
                 entries[entry.relpath] = entry
         except (ValueError, TypeError, AttributeError):
             entries = {}

@@ -118,7 +118,7 @@ class PartResult:
     status: PartStatus
     fetched_bytes: int = 0  # bytes that crossed the network in this run
     rows: int | None = None
-    sha256: str | None = None
+    digest: str | None = None  # tagged with its algorithm: checksum.py
     attempts: int = 0
     error: str | None = None
 

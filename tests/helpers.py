@@ -14,6 +14,7 @@ import anyio.from_thread
 from aiohttp import web
 from typer.testing import CliRunner
 
+from asyncdl.checksum import Checksum
 from asyncdl.cli import app
 from asyncdl.config import Credentials, DownloadSettings
 from asyncdl.emulator import Emulator, EmulatorConfig, TruthBatch, TruthPart, running_emulator
@@ -57,6 +58,13 @@ def first_part_paths(emu: Emulator, dataset_id: str, out_dir: Path) -> tuple[Tru
     final, temp = out_dir / newest.id / part.relpath, out_dir / newest.id / temp_of(part.relpath)
     temp.parent.mkdir(parents=True, exist_ok=True)
     return truth, final, temp
+
+
+def digest_of(data: bytes, checksum: Checksum = Checksum.BLAKE3) -> str:
+    """The digest a run records for ``data`` (tagged, as checksum.py keeps it)."""
+    hasher = checksum.new()
+    hasher.update(data)
+    return checksum.tag(hasher.hexdigest())
 
 
 def local_part(temp: Path) -> LocalPartFile:

@@ -18,7 +18,7 @@ BATCH = Batch(id="B1", status="success", metrics=BatchMetrics(output_byte_size=1
 
 def result(name: str, status: PartStatus = PartStatus.DOWNLOADED) -> PartResult:
     part = Part(batch_id="B1", dataset_file_id="B1-1", name=name, relpath=name, size=5, href="")
-    return PartResult(part=part, status=status, rows=3, sha256="ab" * 32, attempts=2)
+    return PartResult(part=part, status=status, rows=3, digest="blake3:" + "ab" * 32, attempts=2)
 
 
 async def test_round_trip(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ async def test_round_trip(tmp_path: Path) -> None:
     assert raw["catalog_metrics"]["outputByteSize"] == 10
     assert raw["reconciliation"] == {"ok": True}
     again = Manifest.load(LocalStorage(tmp_path), BATCH)
-    assert again.entries["b.parquet"].sha256 == "ab" * 32
+    assert again.entries["b.parquet"].digest == "blake3:" + "ab" * 32
     assert again.entries["a.parquet"].status == "failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME]  # no temp left
 
@@ -49,3 +49,11 @@ async def test_unwritable_directory_is_a_storage_error(tmp_path: Path) -> None:
     manifest = Manifest.load(LocalStorage(tmp_path / "not-a-directory"), BATCH)
     with pytest.raises(StorageError, match="cannot write"):
         await manifest.save()
+
+
+def test_a_format_1_entry_reads_as_a_sha256_digest(tmp_path: Path) -> None:
+    entry = {"name": "a.parquet", "relpath": "a.parquet", "size": 5, "rows": 3}
+    old = [{**entry, "sha256": "cd" * 32, "attempts": 1, "status": "downloaded"}]
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"format": 1, "parts": old}))
+    loaded = Manifest.load(LocalStorage(tmp_path), BATCH).entries["a.parquet"]
+    assert loaded.digest == "sha256:" + "cd" * 32

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
+from asyncdl.checksum import Checksum
 from asyncdl.config import DownloadSettings
 from asyncdl.emulator import running_emulator
 from asyncdl.models import PartStatus
 from asyncdl.pipeline import Reconciliation, download
-from tests.helpers import DATASET, EmulatorFactory, assert_identical, credentials_for, settings_for
+from tests.helpers import (
+    DATASET,
+    EmulatorFactory,
+    assert_identical,
+    credentials_for,
+    digest_of,
+    settings_for,
+)
 
 
 async def test_newest_batch_is_byte_identical_across_pages_and_directories(
@@ -39,7 +46,7 @@ async def test_newest_batch_is_byte_identical_across_pages_and_directories(
     for truth_file in newest.files:
         for part in truth_file.parts:
             entry = by_name[part.name]
-            assert entry["sha256"] == hashlib.sha256(part.path.read_bytes()).hexdigest()
+            assert entry["digest"] == digest_of(part.path.read_bytes())
             assert entry["size"] == part.size
             assert entry["rows"] == part.rows
             assert entry["status"] == "downloaded"
@@ -116,7 +123,7 @@ async def test_second_run_fetches_nothing(emulator_config: EmulatorFactory, tmp_
     assert second.ok
     assert second.skipped == len(second.results) > 0
     assert second.fetched_bytes == 0
-    assert [r.sha256 for r in second.results] == [r.sha256 for r in first.results]
+    assert [r.digest for r in second.results] == [r.digest for r in first.results]
 
 
 def test_a_file_count_that_disagrees_only_warns_naming_the_metric() -> None:
@@ -180,3 +187,31 @@ async def test_a_part_where_another_needs_a_folder_is_rejected_not_a_disk_error(
     assert rejected.name == "scores/part-0.bin"
     assert "needs that path as a folder" in rejected.reason
     assert (tmp_path / "B1" / "scores").read_bytes() == body
+
+
+async def test_a_rerun_with_another_checksum_hashes_again_without_fetching(
+    emulator_config: EmulatorFactory, tmp_path: Path
+) -> None:
+    """Unlike digests are never compared: the parts on disk are hashed again, not refetched."""
+    async with running_emulator(emulator_config()) as emu:
+        as_sha256 = settings_for(emu, tmp_path, checksum=Checksum.SHA256)
+        first = await download(DATASET, credentials=credentials_for(emu), settings=as_sha256)
+        await emu.wait_idle()
+        fetched = len(emu.downloads())
+        second = await download(
+            DATASET, credentials=credentials_for(emu), settings=settings_for(emu, tmp_path)
+        )
+        await emu.wait_idle()
+        assert len(emu.downloads()) == fetched
+        newest = emu.batches_for(DATASET)[0]
+    truth = {p.name: p.path.read_bytes() for p in newest.parts}
+    assert first.ok
+    assert second.ok
+    assert {r.part.name: r.digest for r in first.results} == {
+        n: digest_of(b, Checksum.SHA256) for n, b in truth.items()
+    }
+    assert {r.part.name: r.digest for r in second.results} == {
+        n: digest_of(b) for n, b in truth.items()
+    }
+    manifest = json.loads((tmp_path / newest.id / "manifest.json").read_text())
+    assert {p["digest"].partition(":")[0] for p in manifest["parts"]} == {"blake3"}

@@ -46,6 +46,7 @@ from .options import (
     AsJson,
     BaseUrl,
     CaBundle,
+    ChecksumOption,
     Concurrency,
     DownloadFlags,
     Fsync,
@@ -275,6 +276,7 @@ def export_audience_command(
     segment_threshold: SegmentThreshold = None,
     adaptive: Adaptive = None,
     fsync: Fsync = None,
+    checksum: ChecksumOption = None,
     allow_host: AllowHost = None,
     ca_bundle: CaBundle = None,
     poll_interval: Annotated[
@@ -324,6 +326,7 @@ def export_audience_command(
         segment_threshold=segment_threshold,
         adaptive=adaptive,
         fsync=fsync,
+        checksum=checksum,
         allow_host=allow_host,
         ca_bundle=ca_bundle,
         base_url=base_url,

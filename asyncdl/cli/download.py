@@ -35,6 +35,7 @@ from .options import (
     AsJson,
     BaseUrl,
     CaBundle,
+    ChecksumOption,
     Concurrency,
     DownloadFlags,
     Fsync,
@@ -86,6 +87,7 @@ def download_command(
     segment_threshold: SegmentThreshold = None,
     adaptive: Adaptive = None,
     fsync: Fsync = None,
+    checksum: ChecksumOption = None,
     allow_host: AllowHost = None,
     ca_bundle: CaBundle = None,
     shard: Annotated[
@@ -133,6 +135,7 @@ def download_command(
         segment_threshold=segment_threshold,
         adaptive=adaptive,
         fsync=fsync,
+        checksum=checksum,
         allow_host=allow_host,
         ca_bundle=ca_bundle,
         base_url=base_url,

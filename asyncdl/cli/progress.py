@@ -241,7 +241,7 @@ def _result_json(result: PartResult) -> dict[str, Any]:
         "size": result.part.size,
         "fetched_bytes": result.fetched_bytes,
         "rows": result.rows,
-        "sha256": result.sha256,
+        "digest": result.digest,
         "attempts": result.attempts,
         "error": result.error,
     }

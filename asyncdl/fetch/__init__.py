@@ -3,8 +3,9 @@
 The final name appears only after the size matches the listing's ``length`` and (for parquet) the
 footer reads back, so a file under its real name is always complete; until then it is the
 storage's temp file (``<name>.part`` on disk), which the next attempt or run continues with
-``Range``. The sha256 is computed from the bytes as they stream (a resumed part hashes its prefix
-back once); a part fetched in segments is hashed as its contiguous prefix grows.
+``Range``. The content hash (checksum.py) is computed from the bytes as they stream (a resumed
+part hashes its prefix back once); a part fetched in segments is hashed as its contiguous prefix
+grows.
 
 Modules, one concern each: ``part`` (the entry point: skip, or choose the path), ``whole`` (one
 stream at a time, small parts in one job), ``segmented`` (concurrent ranges, record, prefix

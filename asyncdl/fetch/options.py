@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..checksum import Checksum
 from ..config import DownloadSettings
 from ..retry import RetryPolicy
 
@@ -25,6 +26,7 @@ class FetchOptions:
     segment_threshold_bytes: int | None = DownloadSettings.segment_threshold_bytes
     segment_bytes: int = DownloadSettings.segment_bytes
     fsync: bool = DownloadSettings.fsync  # sync before the final name (segments: the record)
+    checksum: Checksum = DownloadSettings.checksum
 
     @classmethod
     def from_settings(cls, settings: DownloadSettings) -> FetchOptions:
@@ -35,4 +37,5 @@ class FetchOptions:
             segment_threshold_bytes=settings.segment_threshold_bytes,
             segment_bytes=settings.segment_bytes,
             fsync=settings.fsync,
+            checksum=settings.checksum,
         )

@@ -6,10 +6,9 @@ part-level failure is in the returned result.
 
 from __future__ import annotations
 
-import hashlib
-
 import anyio
 
+from ..checksum import Checksum, parse_digest
 from ..client import AEPClient, ByteStream
 from ..errors import StorageError, VerificationError
 from ..manifest import ManifestEntry
@@ -99,18 +98,31 @@ async def _skip(
 
     ``None`` when the file cannot be vouched for (its footer does not read): fetch it again.
     """
-    if known is not None and known.size == part.size and known.sha256 is not None:
-        sha256, rows = known.sha256, known.rows
-    else:  # finished by a run that died before writing its manifest: recompute locally
-        try:
-            sha256, rows = await off_loop(_digest_and_rows, storage, part, options.verify_parquet)
-        except (VerificationError, StorageError):
-            return None  # cannot vouch for it: fetch it again (which reports a disk problem)
-    return PartResult(part=part, status=PartStatus.SKIPPED, rows=rows, sha256=sha256)
+    recorded = parse_digest(known.digest) if known is not None else None
+    if (
+        known is not None
+        and known.size == part.size
+        and recorded
+        and recorded[0] is options.checksum
+    ):
+        return PartResult(
+            part=part, status=PartStatus.SKIPPED, rows=known.rows, digest=known.digest
+        )
+    # Finished by a run that died before writing its manifest, or recorded with another
+    # algorithm than this run's (unlike digests cannot be compared): hash the file again.
+    try:
+        digest, rows = await off_loop(
+            _digest_and_rows, storage, part, options.verify_parquet, options.checksum
+        )
+    except (VerificationError, StorageError):
+        return None  # cannot vouch for it: fetch it again (which reports a disk problem)
+    return PartResult(part=part, status=PartStatus.SKIPPED, rows=rows, digest=digest)
 
 
-def _digest_and_rows(storage: Storage, part: Part, verify: bool) -> tuple[str, int | None]:
-    hasher = hashlib.sha256()
+def _digest_and_rows(
+    storage: Storage, part: Part, verify: bool, checksum: Checksum
+) -> tuple[str, int | None]:
+    hasher = checksum.new()
     storage.digest(part.relpath, hasher)
     rows = storage.rows(part.relpath, part.name) if verify and is_parquet(part.name) else None
-    return hasher.hexdigest(), rows
+    return checksum.tag(hasher.hexdigest()), rows

@@ -1,5 +1,5 @@
-"""The segmented path: one big part as concurrent ranged streams written in place, its sha256
-taken while they stream, its progress recorded so each segment resumes on its own.
+"""The segmented path: one big part as concurrent ranged streams written in place, its content
+hash taken while they stream, its progress recorded so each segment resumes on its own.
 
 Each segment's stream holds one of the run's stream slots. A task beside the streams keeps the
 record (bytes first, then the record that counts them: a sync can take as long as the disk
@@ -11,12 +11,12 @@ file that fails verification, sends the part back to the whole path (``None``).
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 
 import anyio
 
+from ..checksum import Checksum
 from ..errors import (
     RUN_ENDING,
     AsyncdlError,
@@ -38,7 +38,7 @@ __all__ = ["fetch_segmented"]
 
 log = logging.getLogger(__name__)
 
-# One worker-thread job of the prefix hash (milliseconds of sha256): a cancelled run waits for
+# One worker-thread job of the prefix hash (milliseconds of hashing): a cancelled run waits for
 # at most one, and the hash looks for newly landed bytes between two.
 HASH_STEP = 16 << 20
 # The record is saved at most this often while segments land.
@@ -57,7 +57,7 @@ class _SegmentFailedError(AsyncdlError):
 
 
 class _PrefixDigest:
-    """The sha256 of a segmented part, taken while its later segments are still streaming.
+    """The content hash of a segmented part, taken while its later segments are still streaming.
 
     Segments land side by side, so only the bytes before the first unfinished segment's next
     offset are in order. ``follow`` hashes that contiguous prefix as it grows, reading it back
@@ -65,10 +65,10 @@ class _PrefixDigest:
     bytes beyond the prefix are left to hash, not the whole part.
     """
 
-    def __init__(self, file: SegmentedFile, plan: SegmentPlan) -> None:
+    def __init__(self, file: SegmentedFile, plan: SegmentPlan, checksum: Checksum) -> None:
         self._file = file
         self._plan = plan
-        self._hasher = hashlib.sha256()
+        self._hasher = checksum.new()
         self.hashed = 0
         self._landed = anyio.Event()
         self._following = False
@@ -128,7 +128,7 @@ class _SegmentedRun:
         self.attempts = 0
         self.fetched = 0
         self.save_lock = anyio.Lock()
-        self.digest = _PrefixDigest(file, plan)
+        self.digest = _PrefixDigest(file, plan, transfer.options.checksum)
         self._landed = anyio.Event()  # bytes landed since the record was last saved
         self._all_landed = anyio.Event()
         self.save_failed = False
@@ -353,6 +353,6 @@ async def _fetch_segmented(transfer: Transfer, file: SegmentedFile) -> PartResul
         status=PartStatus.DOWNLOADED,
         fetched_bytes=run.fetched,
         rows=rows,
-        sha256=run.digest.hexdigest(),
+        digest=options.checksum.tag(run.digest.hexdigest()),
         attempts=run.attempts,
     )

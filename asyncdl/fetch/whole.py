@@ -11,12 +11,12 @@ negative bytes to the progress listener.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 
 import anyio
 
+from ..checksum import Hasher
 from ..client import AEPClient
 from ..errors import (
     RUN_ENDING,
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 def _store_whole(
     file: PartFile,
     chunks: list[bytes],
-    hasher: hashlib._Hash,
+    hasher: Hasher,
     *,
     label: str,
     verify: bool,
@@ -69,7 +69,7 @@ class _WholePart:
         self.file = transfer.file
         self.listener = transfer.listener
         self.offset = 0
-        self.hasher = hashlib.sha256()
+        self.hasher = transfer.options.checksum.new()
         self.fetched = 0
 
     async def resume(self) -> None:
@@ -93,7 +93,7 @@ class _WholePart:
         if self.offset:
             self.listener.on_bytes(self.part, -self.offset)
         self.offset = 0
-        self.hasher = hashlib.sha256()
+        self.hasher = self.transfer.options.checksum.new()
 
     def _written(self, size: int) -> None:
         self.offset += size
@@ -253,7 +253,7 @@ async def fetch_whole(transfer: Transfer) -> PartResult:
                 status=PartStatus.DOWNLOADED,
                 fetched_bytes=whole.fetched,
                 rows=rows,
-                sha256=whole.hasher.hexdigest(),
+                digest=options.checksum.tag(whole.hasher.hexdigest()),
                 attempts=requests,
             )
         except RUN_ENDING:

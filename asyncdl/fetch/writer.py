@@ -8,11 +8,11 @@ cancelled (shielded), so the next attempt continues after them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 import anyio
 
+from ..checksum import Hasher
 from ..storage import PartWriter
 
 __all__ = ["BufferedWriter"]
@@ -28,7 +28,7 @@ class BufferedWriter:
         buffer_bytes: int,
         on_written: Callable[[int], None],
         offset: int | None = None,
-        hasher: hashlib._Hash | None = None,
+        hasher: Hasher | None = None,
     ) -> None:
         self._writer = writer
         self._buffer_bytes = buffer_bytes

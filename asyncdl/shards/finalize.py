@@ -122,7 +122,7 @@ async def finalize_batch(
     absent = sorted(set(wanted) - set(entries))
     extra = sorted(set(entries) - set(wanted))
     unverified = sorted(
-        e.relpath for e in entries.values() if e.status not in _VERIFIED or e.sha256 is None
+        e.relpath for e in entries.values() if e.status not in _VERIFIED or e.digest is None
     )
     problems += [f"{r} is planned but no shard recorded it" for r in absent]
     problems += [f"{r} was recorded but is not in the plan" for r in extra]

@@ -17,13 +17,13 @@ when ``--out`` is such a URL, so a local run neither needs the ``cloud`` extra n
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
+from ..checksum import Hasher
 from ..errors import ConfigError
 from .directory import LocalStorage
 from .local import OpenMode
@@ -50,9 +50,7 @@ OBJECT_SCHEMES = frozenset({"s3", "az", "abfs", "abfss", "gs"})
 class PartWriter(Protocol):
     """One stream's way into a part: gathered writes, appended or in place."""
 
-    def write(
-        self, chunks: Sequence[bytes], *, offset: int | None, hasher: hashlib._Hash | None
-    ) -> None:
+    def write(self, chunks: Sequence[bytes], *, offset: int | None, hasher: Hasher | None) -> None:
         """Write ``chunks`` at ``offset`` (None: after what is there), feeding ``hasher``."""
 
     def close(self, *, sync: bool = False) -> None:
@@ -72,7 +70,7 @@ class PartFile(Protocol):
         """How many bytes at its start an earlier attempt or run left that can be trusted;
         anything else there is thrown away (0: start over)."""
 
-    def hash_into(self, hasher: hashlib._Hash, start: int, length: int) -> int:
+    def hash_into(self, hasher: Hasher, start: int, length: int) -> int:
         """Feed bytes ``[start, start + length)`` to ``hasher``; how many there were."""
 
     def open(self, mode: OpenMode) -> PartWriter:
@@ -145,7 +143,7 @@ class Storage(Protocol):
     def segmented(self, relpath: str) -> SegmentedFile:
         """The same part, for fetching in ranged segments."""
 
-    def digest(self, relpath: str, hasher: hashlib._Hash) -> None:
+    def digest(self, relpath: str, hasher: Hasher) -> None:
         """Feed the visible file's bytes to ``hasher`` (a finished part without a manifest)."""
 
     def rows(self, relpath: str, label: str) -> int | None:

@@ -13,7 +13,6 @@ run every method in a worker thread.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from obstore.exceptions import (
     UnauthenticatedError,
 )
 
+from ..checksum import Hasher
 from ..errors import StorageAuthError, StorageError
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class Bucket:
             lambda: obstore.get_range(self.store, key, start=start, length=length).to_bytes(),
         )
 
-    def feed(self, key: str, hasher: hashlib._Hash) -> int:
+    def feed(self, key: str, hasher: Hasher) -> int:
         """Stream the object through ``hasher`` (bounded memory); how many bytes there were."""
 
         def feed() -> int:

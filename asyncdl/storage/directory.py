@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
 import os
 import shutil
 import socket
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..checksum import Hasher
 from ..errors import BusyError, StorageError
 from ..footer import parquet_rows
 from ..layout import WRITE_PROBE, replace_temp
@@ -87,7 +87,7 @@ class LocalStorage:
     def segmented(self, relpath: str) -> LocalPartFile:
         return LocalPartFile(self.root, relpath)  # a directory writes at offsets itself
 
-    def digest(self, relpath: str, hasher: hashlib._Hash) -> None:
+    def digest(self, relpath: str, hasher: Hasher) -> None:
         path = self.root / relpath
         translated(path, "read", lambda: hash_range(hasher, path, 0, path.stat().st_size))
 

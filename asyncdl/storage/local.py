@@ -12,12 +12,12 @@ Blocking throughout: the callers run every method in a worker thread.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from ..checksum import Hasher
 from ..errors import StorageError
 from ..footer import parquet_rows
 from ..layout import record_of, record_temp_of, temp_of
@@ -65,11 +65,11 @@ def translated(path: Path, doing: str, func: Callable[[], T]) -> T:
 
 
 def write_chunks(
-    fd: int, chunks: Sequence[bytes], *, offset: int | None, hasher: hashlib._Hash | None
+    fd: int, chunks: Sequence[bytes], *, offset: int | None, hasher: Hasher | None
 ) -> None:
     """Write ``chunks`` with one gathered syscall per IOV_MAX pieces, then hash them.
 
-    The copy into the page cache and the sha256 (which releases the GIL) both happen here, in
+    The copy into the page cache and the hash (which releases the GIL) both happen here, in
     the caller's worker thread, and no join copy is made to coalesce the pieces. ``offset``
     None appends at the file position; otherwise writes in place (segments).
     """
@@ -92,7 +92,7 @@ def write_chunks(
             hasher.update(chunk)
 
 
-def hash_range(hasher: hashlib._Hash, path: Path, start: int, length: int) -> int:
+def hash_range(hasher: Hasher, path: Path, start: int, length: int) -> int:
     """Feed bytes ``[start, start + length)`` of ``path`` to ``hasher``; how many there were."""
     block = memoryview(bytearray(min(_HASH_BLOCK, max(length, 1))))  # one buffer, refilled
     done = 0
@@ -141,9 +141,7 @@ class LocalPartWriter:
         self._part = part
         self._fd = fd
 
-    def write(
-        self, chunks: Sequence[bytes], *, offset: int | None, hasher: hashlib._Hash | None
-    ) -> None:
+    def write(self, chunks: Sequence[bytes], *, offset: int | None, hasher: Hasher | None) -> None:
         translated(
             self._part.temp,
             "write",
@@ -216,7 +214,7 @@ class LocalPartFile:
         except OSError as exc:
             raise storage_error(exc, self.temp, "read") from exc
 
-    def hash_into(self, hasher: hashlib._Hash, start: int, length: int) -> int:
+    def hash_into(self, hasher: Hasher, start: int, length: int) -> int:
         return translated(self.temp, "read", lambda: hash_range(hasher, self.temp, start, length))
 
     def resize(self, size: int, *, keep: int) -> None:

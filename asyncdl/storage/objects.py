@@ -21,6 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ..checksum import Hasher
 from ..errors import VerificationError
 from ..footer import _FooterError, _rows
 from ..layout import STATE_DIR, WRITE_PROBE
@@ -112,7 +113,7 @@ class ObjectStorage:
             key=self.key(relpath),
         )
 
-    def digest(self, relpath: str, hasher: hashlib._Hash) -> None:
+    def digest(self, relpath: str, hasher: Hasher) -> None:
         self.bucket.feed(self.key(relpath), hasher)
 
     def rows(self, relpath: str, label: str) -> int | None:

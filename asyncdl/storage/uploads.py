@@ -22,12 +22,12 @@ Blocking throughout: the callers run every method in a worker thread.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..checksum import Hasher
 from ..errors import StorageError, VerificationError
 from ..footer import _FooterError, _rows
 from .bucket import PART_BYTES, Bucket, Upload
@@ -148,9 +148,7 @@ class ObjectPartWriter:
     def __init__(self, attempt: _Attempt) -> None:
         self._attempt = attempt
 
-    def write(
-        self, chunks: Sequence[bytes], *, offset: int | None, hasher: hashlib._Hash | None
-    ) -> None:
+    def write(self, chunks: Sequence[bytes], *, offset: int | None, hasher: Hasher | None) -> None:
         if offset is not None:
             raise ValueError("an object store part is written front to back")
         self._attempt.write(chunks)
@@ -177,7 +175,7 @@ class ObjectPartFile:
     def resumable(self, size: int, *, sync: bool) -> int:
         return 0  # an interrupted part restarts its upload (parts are ~16 MB)
 
-    def hash_into(self, hasher: hashlib._Hash, start: int, length: int) -> int:
+    def hash_into(self, hasher: Hasher, start: int, length: int) -> int:
         # Only a resume reads a part back, and nothing resumes here (``resumable`` is 0).
         raise RuntimeError(f"{self.name}: an uncommitted upload cannot be read back")
 

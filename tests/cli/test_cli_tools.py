@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -13,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from asyncdl.checksum import Checksum
 from asyncdl.cli import app
 from asyncdl.emulator import Emulator
-from tests.helpers import DATASET, EmulatorFactory, env_for, threaded_emulator
+from tests.helpers import DATASET, EmulatorFactory, digest_of, env_for, threaded_emulator
 from tests.helpers import run_cli as run
 
 
@@ -53,6 +55,23 @@ def test_include_and_exclude_filter_parts(emu: Emulator, tmp_path: Path) -> None
     assert "matches the Catalog" not in stdout  # a filtered run cannot reconcile the batch
 
 
+def test_checksum_sha256_is_recorded_when_asked_and_an_unknown_one_is_a_usage_error(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    args = ["download", DATASET, "--out", str(tmp_path), "--json", "--checksum", "sha256"]
+    code, stdout, _ = run(args, env_for(emu))
+    assert code == 0
+    newest = {p.name: p for p in emu.batches_for(DATASET)[0].parts}
+    parts = [e for e in json_lines(stdout) if e["event"] == "part"]
+    assert parts
+    for event in parts:
+        truth = newest[str(event["part"]).rpartition("/")[2]]
+        assert event["digest"] == digest_of(truth.path.read_bytes(), Checksum.SHA256)
+    code, _, stderr = run(["download", DATASET, "--out", str(tmp_path), "--checksum", "md5"], {})
+    assert code == 2
+    assert "md5" in stderr
+
+
 def test_json_output_is_events_then_a_summary(emu: Emulator, tmp_path: Path) -> None:
     code, stdout, _ = run(["download", DATASET, "--out", str(tmp_path), "--json"], env_for(emu))
     assert code == 0
@@ -61,7 +80,7 @@ def test_json_output_is_events_then_a_summary(emu: Emulator, tmp_path: Path) -> 
     parts = [e for e in events if e["event"] == "part"]
     newest = emu.batches_for(DATASET)[0]
     assert len(parts) == len(newest.parts)
-    assert all(isinstance(e["sha256"], str) and len(e["sha256"]) == 64 for e in parts)
+    assert all(re.fullmatch(r"blake3:[0-9a-f]{64}", str(e["digest"])) for e in parts)
     summary = events[-1]
     assert summary["event"] == "summary"
     assert summary["ok"] is True

@@ -4,7 +4,6 @@ file answer is streamed without a second request."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from asyncdl.models import Part, PartStatus
 from asyncdl.progress import NullProgress
 from asyncdl.retry import RetryPolicy
 from asyncdl.storage import LocalStorage
-from tests.helpers import scripted_api, static_credentials
+from tests.helpers import digest_of, scripted_api, static_credentials
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -101,7 +100,7 @@ def assert_complete(tmp_path: Path, result: object) -> None:
     assert isinstance(result, PartResult)
     assert result.status is PartStatus.DOWNLOADED, result.error
     assert (tmp_path / "data.bin").read_bytes() == BODY
-    assert result.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert result.digest == digest_of(BODY)
 
 
 async def test_shorter_206s_than_asked_are_followed_without_spending_attempts(

@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from asyncdl.checksum import Checksum
 from asyncdl.emulator import Faults, running_emulator
 from asyncdl.fetch.plan import Segment, SegmentPlan
 from asyncdl.pipeline import download
@@ -19,6 +20,7 @@ from tests.helpers import (
     EmulatorFactory,
     assert_identical,
     credentials_for,
+    digest_of,
     first_part_paths,
     local_part,
     settings_for,
@@ -90,7 +92,7 @@ async def test_the_digest_follows_the_prefix_while_later_segments_stream(
     temp = tmp_path / "x.part"
     temp.write_bytes(b"\0" * len(body))  # preallocated: what no segment vouches for is garbage
     plan = SegmentPlan.fresh(size=len(body), segment_bytes=MiB)
-    digest = _PrefixDigest(local_part(temp), plan)
+    digest = _PrefixDigest(local_part(temp), plan, Checksum.SHA256)
 
     def land(segment: int, upto: int) -> None:  # what _SegmentedRun._flush does
         start = plan.segments[segment].start
@@ -131,7 +133,7 @@ async def test_one_follower_at_a_time_and_another_after_it_stops(tmp_path: Path)
     temp.write_bytes(body)
     plan = SegmentPlan.fresh(size=len(body), segment_bytes=MiB)
     plan.segments[0].done = MiB
-    digest = _PrefixDigest(local_part(temp), plan)
+    digest = _PrefixDigest(local_part(temp), plan, Checksum.SHA256)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(digest.follow)
@@ -170,7 +172,7 @@ async def test_a_deadline_during_the_last_hash_does_not_fail_a_part_that_arrived
     assert result.ok, [r.error for r in result.failed]
     assert_identical(newest, tmp_path)
     truth = newest.files[0].parts[0]
-    assert result.results[0].sha256 == hashlib.sha256(truth.path.read_bytes()).hexdigest()
+    assert result.results[0].digest == digest_of(truth.path.read_bytes())
 
 
 async def test_a_part_shorter_than_its_record_never_gets_a_digest(tmp_path: Path) -> None:
@@ -181,7 +183,7 @@ async def test_a_part_shorter_than_its_record_never_gets_a_digest(tmp_path: Path
     plan = SegmentPlan.fresh(size=2 * MiB, segment_bytes=MiB)
     for segment in plan.segments:
         segment.done = segment.end - segment.start
-    digest = _PrefixDigest(local_part(temp), plan)
+    digest = _PrefixDigest(local_part(temp), plan, Checksum.SHA256)
     with anyio.fail_after(10):
         await digest.follow()
     assert digest.hashed == MiB + 10
@@ -224,7 +226,7 @@ async def test_big_parts_arrive_in_segments(
     assert_identical(newest, tmp_path)
     for r in result.results:
         truth = next(p for p in newest.files[0].parts if p.name == r.part.name)
-        assert r.sha256 == hashlib.sha256(truth.path.read_bytes()).hexdigest()
+        assert r.digest == digest_of(truth.path.read_bytes())
         assert r.rows == truth.rows
     assert not list(tmp_path.rglob("*.segments"))
     bounded = [m for m in map(RANGE.fullmatch, ranges) if m and m.group(2)]
@@ -267,7 +269,7 @@ async def test_segments_resume_where_the_record_says(
     )
     assert result.results[0].fetched_bytes == truth.size - MiB - 100_000
     # The prefix from the earlier run is hashed from disk, the rest as it lands.
-    assert result.results[0].sha256 == hashlib.sha256(truth.path.read_bytes()).hexdigest()
+    assert result.results[0].digest == digest_of(truth.path.read_bytes())
 
 
 def test_segment_layout_is_validated() -> None:
@@ -300,5 +302,5 @@ async def test_a_preallocated_part_is_never_trusted_by_its_size(
         result = await download(DATASET, credentials=credentials_for(emu), settings=settings)
     assert result.ok
     assert_identical(newest, tmp_path)
-    assert result.results[0].sha256 == hashlib.sha256(truth.path.read_bytes()).hexdigest()
+    assert result.results[0].digest == digest_of(truth.path.read_bytes())
     assert not list(tmp_path.rglob("*.segments"))

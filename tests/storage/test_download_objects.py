@@ -91,7 +91,7 @@ async def test_a_download_lands_in_the_store_and_a_second_run_fetches_nothing(
         storage = open_storage(destination)
         assert isinstance(storage, ObjectStorage)
         manifest = assert_in_store(newest, storage)
-        assert all(p["sha256"] for p in manifest["parts"])
+        assert all(p["digest"] for p in manifest["parts"])
         assert result.batches[0].directory == f"{destination}/{newest.id}"
         await emu.wait_idle()
         fetched = len(emu.downloads())
@@ -118,7 +118,7 @@ async def test_a_part_fetched_again_without_a_manifest_is_checked_from_the_store
     assert again.ok
     assert len(emu.downloads()) == fetched  # hashed and footer-read from the store instead
     assert {r.status for r in again.results} == {PartStatus.SKIPPED}
-    assert all(r.sha256 for r in again.results)
+    assert all(r.digest for r in again.results)
 
 
 async def test_segmented_parts_are_staged_then_committed_whole(

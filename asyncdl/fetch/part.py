@@ -87,8 +87,9 @@ async def fetch_part(
         return await fetch_whole(transfer)
     finally:
         first.discard()
-        with anyio.CancelScope(shield=True):
-            await off_loop(file.release)  # an unsealed upload is aborted, even on Ctrl-C
+        if file.releases:
+            with anyio.CancelScope(shield=True):
+                await off_loop(file.release)  # an unsealed upload is aborted, even on Ctrl-C
 
 
 async def _skip(

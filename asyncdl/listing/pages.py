@@ -14,15 +14,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
+import anyio
+
 from ..client import AEPClient, Page
-from ..errors import ProtocolError
+from ..errors import AsyncdlError, ProtocolError
 from ..models import EXPORT_PATH
+from ..tasks import single_error
 
 __all__ = ["PAGE_MAX", "data_of", "file_url", "href_of", "is_directory", "largest_pages", "pages"]
 
 log = logging.getLogger(__name__)
 
 PAGE_MAX = 100  # Data Access pages (batch files and directories): AEP's maximum limit
+PAGES_AHEAD = 4  # pages asked for at once when a listing pages by entry offset
 
 
 def href_of(item: Any, page_url: str) -> str | None:
@@ -76,6 +80,62 @@ def data_of(page: Page) -> list[Any]:
     return data
 
 
+def _canonical(url: str) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+    """A URL as a key: the same page whatever the order or quoting of its query."""
+    parts = urlsplit(url)
+    query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path, query
+
+
+def _offset(url: str) -> int | None:
+    """The ``start`` of a page URL when it is an entry count (not an opaque cursor)."""
+    start = dict(parse_qsl(urlsplit(url).query)).get("start", "")
+    return int(start) if start.isdigit() else None
+
+
+class _Pager:
+    """The pages after the first, asked for ahead when the listing pages by entry offset.
+
+    Past a full page whose following page starts at the count of entries listed so far, the
+    next pages are predictable: the following ``PAGES_AHEAD`` are asked for at once (one round
+    trip instead of one each), and used only when a page's own link (or, unlinked, its offset)
+    names one of them. A short page ends the listing, so at most ``PAGES_AHEAD - 1`` requests
+    are wasted; a speculative request that fails is dropped (the page is asked for again if it
+    is really needed); a cursor ``start`` is followed link by link.
+    """
+
+    def __init__(self, client: AEPClient) -> None:
+        self._client = client
+        self._ahead: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Page] = {}
+
+    async def get(self, url: str, *, position: int, step: int) -> Page:
+        """The page at ``url``; ``step`` entries per page when the page before was full."""
+        known = self._ahead.pop(_canonical(url), None)
+        if known is not None:
+            return known
+        self._ahead.clear()  # the listing went elsewhere: what was asked for ahead is stale
+        if step <= 0 or _offset(url) != position:
+            return await self._client.get_page(url)
+        guesses = [_with_query(url, start=position + k * step) for k in range(1, PAGES_AHEAD)]
+        found: dict[str, Page] = {}
+
+        async def speculate(guess: str) -> None:
+            try:
+                found[guess] = await self._client.get_page(guess)
+            except AsyncdlError as error:  # never needed, or asked for again when it is
+                log.debug("page asked for ahead %s: %s", guess, error)
+
+        async def needed() -> None:
+            found[url] = await self._client.get_page(url)
+
+        async with single_error(), anyio.create_task_group() as tg:
+            tg.start_soon(needed)
+            for guess in guesses:
+                tg.start_soon(speculate, guess)
+        self._ahead = {_canonical(g): found[g] for g in guesses if g in found}
+        return found[url]
+
+
 async def pages(client: AEPClient, url: str, *, first: Page | None = None) -> AsyncIterator[Page]:
     """Every page of a Data Access listing that has entries, in order.
 
@@ -83,11 +143,13 @@ async def pages(client: AEPClient, url: str, *, first: Page | None = None) -> As
     answer without any ``_links`` (the spec's unpaged example) is paged by ``start``/``limit``
     until a short page; ``_page.count`` is not used, because servers put the page size there
     as often as the total. The first empty page ends it, even if it links on, and a link back
-    to a page already read ends it too: following it could only repeat entries.
+    to a page already read ends it too: following it could only repeat entries. Offset-paged
+    listings are read ahead (``_Pager``).
     """
     asked = PAGE_MAX
     base = largest_pages(url)
     seen = {base}
+    pager = _Pager(client)
     page = first if first is not None else await client.get_page(base)
     position = 0  # entries listed so far: the next ``start`` of an unlinked listing
     linked = False  # once a page linked on, the first page that does not is the last
@@ -99,13 +161,13 @@ async def pages(client: AEPClient, url: str, *, first: Page | None = None) -> As
         position += len(data)
         body: dict[str, Any] = page.body
         link = _next_href(body)
+        limit = _page_limit(body, asked)
         if link is not None:
             linked = True
             following = urljoin(page.url, link)
         elif linked or "_links" in body:
             return  # a linked listing whose last page links nowhere
         else:
-            limit = _page_limit(body, asked)
             if len(data) < limit:
                 return
             following = _with_query(url, start=position, limit=limit)
@@ -114,7 +176,10 @@ async def pages(client: AEPClient, url: str, *, first: Page | None = None) -> As
             return
         seen.add(following)
         log.debug("listing page %s", following)
-        page = await client.get_page(following)
+        # A page that links on is full by the server's own paging; an unlinked one only when it
+        # holds a whole page. Either way, the next ones are likely as long.
+        full = link is not None or len(data) >= limit
+        page = await pager.get(following, position=position, step=len(data) if full else 0)
 
 
 def file_url(client: AEPClient, file_id: str, name: str | None = None) -> str:

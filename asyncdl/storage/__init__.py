@@ -90,6 +90,11 @@ class PartFile(Protocol):
         """The fetch is over, sealed or not: let go of what only an unfinished write holds (an
         object store's open upload is aborted; a local ``.part`` stays, for the next run)."""
 
+    @property
+    def releases(self) -> bool:
+        """Whether ``release`` has anything to do now (False: the caller may skip it, and the
+        thread hop it costs: one per part, a tenth of a small part's CPU)."""
+
 
 class SegmentedFile(PartFile, Protocol):
     """A part written at offsets by concurrent ranged segments, with a record of their progress

@@ -252,6 +252,10 @@ class LocalPartFile:
     def release(self) -> None:
         pass  # an unsealed .part stays: the next attempt or run continues it
 
+    @property
+    def releases(self) -> bool:
+        return False
+
     def remove(self) -> None:
         def remove() -> None:
             for path in (self.temp, self.record, self.record_temp):

@@ -217,6 +217,10 @@ class ObjectPartFile:
     def release(self) -> None:
         self._abort()  # an unfinished upload is aborted: nothing of it may linger
 
+    @property
+    def releases(self) -> bool:
+        return self._attempt is not None and not self._attempt.committed
+
     def _abort(self) -> None:
         attempt, self._attempt = self._attempt, None
         if attempt is not None and not attempt.committed:
@@ -271,6 +275,10 @@ class StagedPartFile(LocalPartFile):
         else:
             self._bucket.upload(self._key, self.temp)
         self.remove()
+
+    @property
+    def releases(self) -> bool:
+        return True  # an empty staging directory is tidied away
 
     def release(self) -> None:
         """Leave the staged file for the next run, unless nothing in it can be resumed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 import pytest
@@ -14,6 +15,7 @@ from asyncdl.client import AEPClient
 from asyncdl.config import DownloadSettings
 from asyncdl.errors import AuthError
 from asyncdl.listing import Marker, OpenedPart, Rejected, iter_dataset_files, iter_parts
+from asyncdl.listing.pages import PAGES_AHEAD
 from asyncdl.models import Part
 from tests.helpers import Handler, scripted_api, static_credentials
 
@@ -69,7 +71,77 @@ async def test_pages_without_links_are_followed_by_offset_as_the_server_caps_the
     async with scripted_api(routes) as base, client_for(base) as client:
         listed = [f.id async for f in iter_dataset_files(client, BATCH)]
     assert listed == [f"F{i}" for i in range(120)]
-    assert len(seen) == 3
+    starts = [dict(parse_qsl(q)).get("start", "0") for q in seen]
+    assert {"0", "50", "100"} <= set(starts)  # the three pages the listing needs
+    assert len(seen) <= 3 + PAGES_AHEAD - 1  # and at most the read-ahead's waste past the end
+
+
+class PagedServer:
+    """A listing of ``pages`` full pages of 10 linked by ``next``, each answer 30 ms late;
+    records how many requests were in flight at once."""
+
+    def __init__(self, pages: int, *, cursor: bool) -> None:
+        self.files = [{"dataSetFileId": f"F{i}"} for i in range(pages * 10 - 3)]  # last short
+        self.cursor = cursor
+        self.requests: list[str] = []
+        self.in_flight = self.most_in_flight = 0
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request.query_string)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await anyio.sleep(0.03)
+        finally:
+            self.in_flight -= 1
+        raw = request.query.get("start", "c_0" if self.cursor else "0")
+        start = int(raw.partition("_")[2] if self.cursor else raw)
+        body: dict[str, Any] = {"data": self.files[start : start + 10]}
+        if start + 10 < len(self.files):
+            following = f"c_{start + 10}" if self.cursor else str(start + 10)
+            body["_links"] = {"next": {"href": f"?start={following}&limit=10"}}
+        return web.json_response(body)
+
+
+async def test_pages_linked_by_offset_are_asked_for_ahead() -> None:
+    server = PagedServer(9, cursor=False)
+    routes = {f"{EXPORT}/batches/{BATCH}/files": server.handler}
+    async with scripted_api(routes) as base, client_for(base) as client:
+        listed = [f.id async for f in iter_dataset_files(client, BATCH)]
+    assert listed == [f"F{i}" for i in range(87)]  # in order, each once
+    assert server.most_in_flight == PAGES_AHEAD > 1  # the pages after the first, a round at a time
+    assert 9 <= len(server.requests) <= 9 + PAGES_AHEAD - 1
+
+
+async def test_pages_linked_by_a_cursor_are_followed_one_at_a_time() -> None:
+    server = PagedServer(5, cursor=True)
+    routes = {f"{EXPORT}/batches/{BATCH}/files": server.handler}
+    async with scripted_api(routes) as base, client_for(base) as client:
+        listed = [f.id async for f in iter_dataset_files(client, BATCH)]
+    assert listed == [f"F{i}" for i in range(47)]
+    assert server.most_in_flight == 1
+    assert len(server.requests) == 5
+
+
+async def test_a_page_asked_for_ahead_that_fails_is_asked_for_again_when_needed() -> None:
+    failed: list[str] = []
+    files = [{"dataSetFileId": f"F{i}"} for i in range(35)]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start = int(request.query.get("start", "0"))
+        if start == 20 and not failed:
+            failed.append(request.query_string)
+            return web.json_response({"error_code": "400", "message": "no"}, status=400)
+        body: dict[str, Any] = {"data": files[start : start + 10]}
+        if start + 10 < len(files):
+            body["_links"] = {"next": {"href": f"?start={start + 10}&limit=10"}}
+        return web.json_response(body)
+
+    routes = {f"{EXPORT}/batches/{BATCH}/files": handler}
+    async with scripted_api(routes) as base, client_for(base) as client:
+        listed = [f.id async for f in iter_dataset_files(client, BATCH)]
+    assert failed  # the speculative request for start=20 failed ...
+    assert listed == [f"F{i}" for i in range(35)]  # ... and the listing is whole all the same
 
 
 async def test_a_page_that_links_to_itself_ends_the_listing_once_read() -> None:

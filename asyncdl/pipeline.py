@@ -40,7 +40,7 @@ from .models import Batch, Part
 from .progress import NullProgress, ProgressListener
 from .results import BatchReport, DownloadResult, PlannedBatch, Reconciliation, RejectedEntry
 from .slots import StreamSlots
-from .storage import Storage, open_storage
+from .storage import Storage, open_storage, stream_buffer_bytes
 from .tasks import single_error
 from .threads import thread_batches
 
@@ -98,6 +98,13 @@ def resolve_run(
         settings = dataclasses.replace(settings, out_dir=out)
     if concurrency is not None:
         settings = dataclasses.replace(settings, concurrency=concurrency)
+    cap = stream_buffer_bytes(settings.out_dir)
+    if cap is not None:  # the destination buffers a part itself (an object store's upload)
+        settings = dataclasses.replace(
+            settings,
+            write_buffer_bytes=min(settings.write_buffer_bytes, cap),
+            read_chunk_bytes=min(settings.read_chunk_bytes, cap),
+        )
     return credentials, settings
 
 

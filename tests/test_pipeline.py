@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
 from asyncdl.checksum import Checksum
 from asyncdl.config import DownloadSettings
 from asyncdl.emulator import running_emulator
@@ -18,6 +20,7 @@ from tests.helpers import (
     credentials_for,
     digest_of,
     settings_for,
+    static_credentials,
 )
 
 
@@ -215,3 +218,20 @@ async def test_a_rerun_with_another_checksum_hashes_again_without_fetching(
     }
     manifest = json.loads((tmp_path / newest.id / "manifest.json").read_text())
     assert {p["digest"].partition(":")[0] for p in manifest["parts"]} == {"blake3"}
+
+
+@pytest.mark.parametrize(
+    ("out", "capped"), [("s3://bucket/scores", True), ("az://c/x", True), ("scores", False)]
+)
+def test_a_run_into_an_object_store_buffers_less_per_stream(out: str, capped: bool) -> None:
+    """An upload holds a whole multipart part per stream: the stream's own buffers come on top."""
+    from asyncdl.pipeline import resolve_run
+    from asyncdl.storage import OBJECT_STREAM_BUFFER_BYTES
+
+    _, settings = resolve_run(
+        out=out, concurrency=None, credentials=static_credentials(), settings=DownloadSettings()
+    )
+    limit = OBJECT_STREAM_BUFFER_BYTES if capped else DownloadSettings().write_buffer_bytes
+    assert settings.write_buffer_bytes == limit
+    assert settings.read_chunk_bytes == (limit if capped else DownloadSettings().read_chunk_bytes)
+    assert DownloadSettings().write_buffer_bytes > OBJECT_STREAM_BUFFER_BYTES

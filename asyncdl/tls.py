@@ -102,7 +102,9 @@ class LazyTrust:
 
     async def before(self, url: str) -> None:
         """Make sure the store is loaded if ``url`` may use TLS."""
-        if self._loaded or urlsplit(url).scheme == "http":  # urlsplit strips what aiohttp does
+        if self._loaded or url[:7].lower() == "http://":  # per request: no urlsplit if plain
+            return
+        if urlsplit(url).scheme == "http":  # urlsplit strips what aiohttp does
             return
         await self.load()
 

@@ -12,6 +12,7 @@ Blocking throughout: the callers run every method in a worker thread.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -164,9 +165,18 @@ class LocalPartFile:
     def __init__(self, root: Path, relpath: str) -> None:
         self.final = root / relpath
         self.temp = root / temp_of(relpath)
-        self.record = root / record_of(temp_of(relpath))
-        self.record_temp = root / record_temp_of(record_of(temp_of(relpath)))
+        self._root, self._relpath = root, relpath
         self._nested = "/" in relpath  # a partition or dataSetFileId folder to create first
+
+    # Only a segmented part has a record: the paths are made when first asked for (a run of
+    # thousands of small parts builds one per part otherwise, on the event loop).
+    @functools.cached_property
+    def record(self) -> Path:
+        return self._root / record_of(temp_of(self._relpath))
+
+    @functools.cached_property
+    def record_temp(self) -> Path:
+        return self._root / record_temp_of(record_of(temp_of(self._relpath)))
 
     @property
     def name(self) -> str:

@@ -16,7 +16,8 @@ from ..config import Credentials, DownloadSettings
 from ..errors import AsyncdlError, ExportJobError
 from ..pipeline import DownloadResult, connect, download, resolve_run
 from ..progress import ProgressListener
-from .jobs import ExportJob, ExportRequest, create_dataset, create_export_job, wait_for_job
+from .jobs import create_dataset, create_export_job, wait_for_job
+from .values import ExportJob, ExportRequest
 
 __all__ = ["ExportListener", "ExportOutcome", "NullExportListener", "export_audience"]
 

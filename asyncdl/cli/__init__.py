@@ -19,8 +19,7 @@ from .. import tls
 # Before anything imports aiohttp: this process is the command's (see asyncdl/tls.py).
 tls.command_owns_process()
 
-from ._common import parse_size  # noqa: E402
+from ._common import parse_duration, parse_size  # noqa: E402
 from .app import app, main  # noqa: E402
-from .audience import parse_duration  # noqa: E402
 
 __all__ = ["app", "main", "parse_duration", "parse_size"]

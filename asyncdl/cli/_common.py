@@ -189,3 +189,22 @@ def parse_size(text: str) -> int:
     if value < 0:
         raise typer.BadParameter(f"a size cannot be negative: {text!r}")
     return int(value)
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90s' → 90.0, '15m' → 900.0, '2h' → 7200.0; a plain number is seconds."""
+    raw = text.strip().lower()
+    scale = 1.0
+    if raw[-1:] in _DURATION_UNITS:
+        scale = _DURATION_UNITS[raw[-1]]
+        raw = raw[:-1].strip()
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        raise typer.BadParameter(f"not a duration: {text!r} (try 90s, 15m, 2h or 600)") from None
+    if not (value > 0 and value != float("inf")):
+        raise typer.BadParameter(f"a duration must be positive, got {text!r}")
+    return value

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import (
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from ..audience import (
     ExportJob,
@@ -22,7 +13,7 @@ from ..audience import (
     export_audience,
     iter_export_jobs,
 )
-from ..errors import AsyncdlError, ConfigError
+from ..errors import ConfigError
 from ..pipeline import connect
 from ._common import (
     EPILOG,
@@ -31,15 +22,16 @@ from ._common import (
     EXIT_USAGE,
     credentials_from,
     emit,
-    err,
     fail,
     iso,
     load_environment,
     out,
+    parse_duration,
     print_table,
     quietly,
     run_async,
 )
+from .job_watch import JobWatch, job_json
 from .options import (
     Adaptive,
     AllowHost,
@@ -57,8 +49,8 @@ from .options import (
     Timeout,
     out_option,
 )
-from .progress import RunRecord, make_listener, summary_json
-from .render import interrupted, render_result
+from .progress import make_listener, summary_json
+from .render import render_result
 
 app = typer.Typer()
 
@@ -70,170 +62,6 @@ EXPORT_EPILOG = (
     "unless --keep-job)."
 )
 AUDIENCE_OUT = "audience"
-_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """'90s' → 90.0, '15m' → 900.0, '2h' → 7200.0; a plain number is seconds."""
-    raw = text.strip().lower()
-    scale = 1.0
-    if raw[-1:] in _DURATION_UNITS:
-        scale = _DURATION_UNITS[raw[-1]]
-        raw = raw[:-1].strip()
-    try:
-        value = float(raw) * scale
-    except ValueError:
-        raise typer.BadParameter(f"not a duration: {text!r} (try 90s, 15m, 2h or 600)") from None
-    if not (value > 0 and value != float("inf")):
-        raise typer.BadParameter(f"a duration must be positive, got {text!r}")
-    return value
-
-
-def _job_json(job: ExportJob) -> dict[str, Any]:
-    return {
-        "job_id": job.id,
-        "status": job.raw_status,
-        "dataset_id": job.dataset_id,
-        "batch_ids": list(job.batch_ids),
-        "profiles": job.profile_count,
-        "created_ms": job.created_ms,
-        "errors": [{"code": e.code, "msg": e.message} for e in job.errors],
-    }
-
-
-class JobWatch:
-    """The wait for an export job: a spinner with status and elapsed time on a terminal, a line
-    per status change in logs, NDJSON events with ``--json``, nothing with ``--quiet``."""
-
-    def __init__(
-        self, *, quiet: bool, as_json: bool, segments: int = 1, dataset: str | None = None
-    ) -> None:
-        self._quiet = quiet
-        self._as_json = as_json
-        self._segments = segments
-        self._dataset = dataset
-        self.started = time.monotonic()
-        self.job_id: int | None = None
-        self.status: str | None = None
-        self.downloading = False
-        self.cancel_asked = False
-        self.cancel_error: AsyncdlError | None = None
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> JobWatch:
-        if not (self._quiet or self._as_json) and err.is_terminal and self._progress is None:
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            )
-            self._task = self._progress.add_task(f"export job {self.job_id}: waiting", total=None)
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self.started
-
-    def on_status(self, job: ExportJob) -> None:
-        changed = job.raw_status != self.status
-        self.status = job.raw_status
-        if self._as_json:
-            if changed:
-                emit(
-                    {
-                        "event": "job",
-                        "job_id": job.id,
-                        "status": job.raw_status,
-                        "elapsed_s": round(self.elapsed_s, 3),
-                    }
-                )
-        elif self._progress is not None and self._task is not None:
-            self._progress.update(self._task, description=f"export job {job.id}: {job.raw_status}")
-        elif changed and not self._quiet:
-            err.print(
-                f"asyncdl: export job {job.id}: {job.raw_status} after {self.elapsed_s:.0f} s",
-                markup=False,
-            )
-
-    def on_cancel(self, job_id: int, error: AsyncdlError | None) -> None:
-        self.cancel_asked = True
-        self.cancel_error = error
-
-    def on_dataset_created(self, dataset_id: str, name: str) -> None:
-        if self._as_json:
-            emit({"event": "dataset", "dataset_id": dataset_id, "name": name})
-        else:
-            out.print(f"created dataset {dataset_id} ({name})", markup=False)
-
-    def on_job_created(self, job: ExportJob) -> None:
-        self.job_id = job.id
-        if self._as_json:
-            emit({"event": "job_created", **_job_json(job)})
-        else:
-            out.print(
-                f"export job {job.id} created: {self._segments} segment(s) "
-                f"into dataset {job.dataset_id or self._dataset or '-'}",
-                markup=False,
-            )
-        self.__enter__()  # the spinner runs while the job does
-
-    def on_wait_broken(self, job_id: int, error: AsyncdlError) -> None:
-        self.__exit__()
-        err.print(
-            f"asyncdl: export job {job_id} may still be running "
-            "(check it with: asyncdl export-jobs)",
-            markup=False,
-        )
-
-    def on_finished(self, job: ExportJob) -> None:
-        self.__exit__()
-        if not self._as_json:
-            profiles = "?" if job.profile_count is None else f"{job.profile_count:,}"
-            out.print(
-                f"export job {job.id} {job.raw_status} after {self.elapsed_s:.1f} s: "
-                f"{profiles} profiles in batch {', '.join(job.batch_ids) or '-'}",
-                markup=False,
-            )
-        self.downloading = bool(job.batch_ids)
-
-    def interrupted(self, record: RunRecord, *, keep_job: bool) -> Callable[[], None]:
-        def report() -> None:
-            if self.downloading:
-                interrupted(record)()
-            elif self.job_id is None:
-                err.print(
-                    "asyncdl: interrupted before AEP confirmed an export job "
-                    "(check with: asyncdl export-jobs)",
-                    markup=False,
-                )
-            elif keep_job:
-                err.print(
-                    f"asyncdl: interrupted: export job {self.job_id} keeps running "
-                    "(--keep-job; check it with: asyncdl export-jobs)",
-                    markup=False,
-                )
-            elif self.cancel_asked and self.cancel_error is None:
-                err.print(
-                    f"asyncdl: interrupted: asked AEP to cancel export job {self.job_id}",
-                    markup=False,
-                )
-            else:
-                reason = f": {self.cancel_error}" if self.cancel_error else ""
-                err.print(
-                    f"asyncdl: interrupted: could not cancel export job {self.job_id}{reason}",
-                    markup=False,
-                )
-
-        return report
 
 
 @app.command("export-audience", epilog=EXPORT_EPILOG)
@@ -361,12 +189,12 @@ def export_audience_command(
         if finished.profile_count:
             fail(f"export job {finished.id} SUCCEEDED but names no output batch", EXIT_FAILED)
         if as_json:
-            emit({"event": "summary", "ok": True, "parts": 0, "export": _job_json(finished)})
+            emit({"event": "summary", "ok": True, "parts": 0, "export": job_json(finished)})
         else:
             out.print("no profiles were exported: nothing to download", markup=False)
         raise typer.Exit(EXIT_OK)
     if as_json:
-        emit({**summary_json(result, record), "export": _job_json(finished)})
+        emit({**summary_json(result, record), "export": job_json(finished)})
     else:
         render_result(result)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
@@ -400,7 +228,7 @@ def export_jobs_command(
     jobs = run_async(job, on_interrupt=quietly)
     if as_json:
         for item in jobs:
-            emit(_job_json(item))
+            emit(job_json(item))
         raise typer.Exit(EXIT_OK)
     print_table(
         "export jobs",

@@ -18,9 +18,9 @@ from ._common import (
     load_environment,
     mb,
     out,
+    parse_duration,
     run_async,
 )
-from .audience import parse_duration
 from .options import (
     Adaptive,
     AllowHost,

@@ -18,7 +18,8 @@ from asyncdl.emulator.config import (
     Variants,
     default_cache_dir,
 )
-from asyncdl.emulator.data import SCHEMA, TruthBatch, TruthDataset, TruthFile, TruthPart
+from asyncdl.emulator.data import TruthBatch, TruthDataset, TruthFile, TruthPart
+from asyncdl.emulator.parquet import SCHEMA
 from asyncdl.emulator.recording import RecordedRequest
 from asyncdl.emulator.server import Emulator, running_emulator, serve
 from asyncdl.emulator.variants import HOSTILE_NAMES

@@ -24,17 +24,15 @@ import pyarrow.parquet as pq
 
 from asyncdl.emulator.config import DatasetSpec, EmulatorConfig
 from asyncdl.emulator.data import (
-    GENERATOR_VERSION,
     NESTED_PARTS,
     NESTED_SUFFIX,
     TruthBatch,
     TruthDataset,
     TruthFile,
     TruthPart,
-    generate_part,
-    rows_for_bytes,
     ulid,
 )
+from asyncdl.emulator.parquet import GENERATOR_VERSION, generate_part, rows_for_bytes
 from asyncdl.emulator.views import FAILED_STATUSES
 
 __all__ = ["BatchPlan", "generate", "plan_batch", "spec_of"]

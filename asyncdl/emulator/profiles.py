@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as _pc
 import pyarrow.parquet as pq
 
-from asyncdl.emulator.data import (
+from asyncdl.emulator.parquet import (
     DIGIT_TABLE,
     ECID_DIGITS,
     GENERATOR_VERSION,
@@ -28,7 +28,7 @@ from asyncdl.emulator.data import (
     uniform,
 )
 
-# The compute stubs reject scalar operands pyarrow accepts (see data.py).
+# The compute stubs reject scalar operands pyarrow accepts (see parquet.py).
 pc: Any = _pc
 
 __all__ = ["PROFILE_GENERATOR_VERSION", "GeneratedPart", "generate_profile_parts"]

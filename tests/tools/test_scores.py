@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from asyncdl.emulator.data import SCORE_SHAPE, generate_part
+from asyncdl.emulator.parquet import SCORE_SHAPE, generate_part
 from asyncdl.errors import ConfigError
 from asyncdl.tools.histogram import Histogram
 from asyncdl.tools.scores import Bucket, FactorCount, ScoreReport, inspect_scores

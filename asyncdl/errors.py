@@ -14,7 +14,9 @@ these into printed lines and exit codes.
     │   └── StreamInterruptedError  the body stopped before Content-Length was reached
     ├── APIError                    the API answered with an error status (keeps AEP's code)
     │   ├── AuthError               401/403: bad, expired or missing credentials
+    │   │   └── SourceAuthError     the source store refused the landing zone's SAS or keys
     │   ├── NotFoundError           404: unknown dataset, batch or file
+    │   ├── PreconditionFailedError 412: the object is no longer the version asked for
     │   ├── RateLimitedError        429: too many requests (may carry Retry-After)
     │   └── ServerError             5xx (may carry Retry-After)
     ├── ProtocolError               the answer does not have the shape the API documents
@@ -28,6 +30,10 @@ these into printed lines and exit codes.
     │   └── StorageAuthError        an object store refused the destination's credentials
     ├── BusyError                   another run holds what this one needs (a sync's directory)
     ├── NoBatchError                the dataset has no batch matching the request
+    ├── LandingZoneError            the Data Landing Zone cannot give what was asked
+    │   ├── NoLandingZoneError      the org's sandbox has no landing zone (credentials 404/empty)
+    │   ├── NoExportError           no (complete) export of the dataset, or not at that time
+    │   └── LandingZoneExpiredError the credentials AEP handed out have expired
     └── ExportJobError              an audience export job did not produce its batches
         ├── ExportJobFailedError    AEP ended the job FAILED/CANCELLED (with AEP's errors)
         └── ExportTimeoutError      still running when the wait's timeout ran out
@@ -49,13 +55,19 @@ __all__ = [
     "ExportJobFailedError",
     "ExportTimeoutError",
     "ForeignOriginError",
+    "LandingZoneError",
+    "LandingZoneExpiredError",
     "NoBatchError",
+    "NoExportError",
+    "NoLandingZoneError",
     "NotFoundError",
+    "PreconditionFailedError",
     "ProtocolError",
     "RangeMismatchError",
     "RateLimitedError",
     "RequestTimeoutError",
     "ServerError",
+    "SourceAuthError",
     "StaleListingError",
     "StorageAuthError",
     "StorageError",
@@ -128,8 +140,19 @@ class AuthError(APIError):
     """401/403: the credentials were refused."""
 
 
+class SourceAuthError(AuthError):
+    """The store a source's files are read from (the Data Landing Zone's container or bucket)
+    refused the credentials AEP handed out for it: expired, revoked, or rotated by a refresh.
+    Every other file would be refused the same way."""
+
+
 class NotFoundError(APIError):
     """404: the dataset, batch or file does not exist."""
+
+
+class PreconditionFailedError(APIError):
+    """412: the object is no longer the version the request named (``If-Match``): it was
+    rewritten since it was listed."""
 
 
 class RateLimitedError(APIError):
@@ -198,6 +221,25 @@ class NoBatchError(AsyncdlError):
     """The dataset has no batch that matches the request."""
 
 
+class LandingZoneError(AsyncdlError):
+    """The Data Landing Zone cannot give what was asked."""
+
+
+class NoLandingZoneError(LandingZoneError):
+    """The org's sandbox has no Data Landing Zone destination (its credentials call answered
+    404, or nothing usable)."""
+
+
+class NoExportError(LandingZoneError):
+    """The landing zone holds no export of the dataset (none at the asked time, or none that
+    passes its completeness check)."""
+
+
+class LandingZoneExpiredError(LandingZoneError):
+    """The credentials AEP handed out for the landing zone have expired (their
+    ``expiryTime``, or the SAS's ``se``): asking the store would only be refused."""
+
+
 class ExportJobError(AsyncdlError):
     """An audience export job did not produce its batches."""
 
@@ -247,4 +289,9 @@ class ExportTimeoutError(ExportJobError):
 
 #: What ends a whole run rather than one part or one listing entry: every other part would fail
 #: the same way (refused credentials, an unusable configuration, a disk that refuses writes).
-RUN_ENDING: tuple[type[AsyncdlError], ...] = (AuthError, ConfigError, StorageError)
+RUN_ENDING: tuple[type[AsyncdlError], ...] = (
+    AuthError,
+    ConfigError,
+    StorageError,
+    LandingZoneExpiredError,
+)

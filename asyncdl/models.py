@@ -14,6 +14,7 @@ __all__ = [
     "EXPORT_JOBS_PATH",
     "EXPORT_PATH",
     "IMS_TOKEN_PATH",
+    "LANDING_ZONE_CREDENTIALS_PATH",
     "UPS_PATH",
     "Batch",
     "BatchMetrics",
@@ -31,6 +32,9 @@ EXPORT_PATH = "/data/foundation/export"
 UPS_PATH = "/data/core/ups"
 EXPORT_JOBS_PATH = f"{UPS_PATH}/export/jobs"
 IMS_TOKEN_PATH = "/ims/token/v3"
+#: The Data Landing Zone's credentials (``?type=dlz_destination``); never with ``action=refresh``,
+#: which rotates the SAS for everyone using it.
+LANDING_ZONE_CREDENTIALS_PATH = "/data/foundation/connectors/landingzone/credentials"
 
 
 def integer(value: object) -> int | None:
@@ -92,6 +96,10 @@ class Part:
     ``relpath`` is where it goes below ``OUT/<batch_id>/``: the server's name, already checked to
     be safe path components (partition folders such as ``scoreDate=2020-04-09/`` allowed), or
     ``<dataSetFileId>/<name>`` when two directories of the same batch hold the same name.
+
+    ``href`` never holds a credential: a store's SAS or signature is added by the client as each
+    request is sent (``client.signing``). ``etag`` is the version an object store listed; every
+    request for the part names it (``If-Match``), so bytes of two versions are never mixed.
     """
 
     batch_id: str
@@ -100,6 +108,7 @@ class Part:
     relpath: str
     size: int
     href: str
+    etag: str | None = None
 
 
 class PartStatus(enum.Enum):

@@ -3,23 +3,29 @@
 ``session`` owns the run's ``ClientSession`` (headers, origin lock, redirects, 401 replay, JSON
 retries, IMS), ``answers`` what an answer is (a byte stream, a JSON page, a file), ``failures``
 how an error answer reads, ``transport`` aiohttp itself and the translation of its failures,
-``origins`` which URLs are the API's.
+``origins`` which URLs are the API's, ``signing`` the credentials of a store a source reads from
+(added to each of its requests as it is sent, never kept in an href).
 """
 
 from __future__ import annotations
 
-from .answers import ByteStream, FileAnswer, Page, filename_from, is_json_type
+from .answers import ByteStream, FileAnswer, ObjectHead, Page, filename_from, is_json_type
 from .origins import Origin, origin_of
 from .session import AEPClient, RetryListener
+from .signing import RequestSigner, SignedRequest, strip_query
 
 __all__ = [
     "AEPClient",
     "ByteStream",
     "FileAnswer",
+    "ObjectHead",
     "Origin",
     "Page",
+    "RequestSigner",
     "RetryListener",
+    "SignedRequest",
     "filename_from",
     "is_json_type",
     "origin_of",
+    "strip_query",
 ]

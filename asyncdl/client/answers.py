@@ -1,5 +1,6 @@
-"""What an answer is once its headers are in: a body stream (with its range), a JSON page (with
-the URL it came from), or a file where a listing was asked for; and reading those headers."""
+"""What an answer is once its headers are in: a body stream (with its range, version and stated
+MD5), a HEAD's size and version, a JSON page (with the URL it came from), or a file where a
+listing was asked for; and reading those headers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from urllib.parse import unquote
 from ..errors import ProtocolError
 from .transport import aiohttp, translate
 
-__all__ = ["ByteStream", "FileAnswer", "Page", "filename_from", "is_json_type"]
+__all__ = ["ByteStream", "FileAnswer", "ObjectHead", "Page", "filename_from", "is_json_type"]
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 # RFC 6266 / 5987: filename*=charset'lang'percent-encoded, and filename="quoted" or token.
@@ -70,6 +71,8 @@ class ByteStream:
                 self.total = int(match.group(3))
         elif self.content_length is not None:
             self.total = self.content_length
+        self.etag = response.headers.get("ETag")
+        self.content_md5 = _stated_md5(response)
         self.finished = False
 
     @property
@@ -102,6 +105,29 @@ class ByteStream:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise translate(exc, self._url) from exc
         self.finished = True
+
+
+def _stated_md5(response: aiohttp.ClientResponse) -> str | None:
+    """The MD5 of the whole object as the store states it (base64, as sent): Azure's
+    ``x-ms-blob-content-md5`` (ranged answers carry it too), else ``Content-MD5`` on a whole
+    body. A 206's ``Content-MD5`` would be the range's own, never the object's."""
+    stated = response.headers.get("x-ms-blob-content-md5")
+    if not stated and response.status == 200:
+        stated = response.headers.get("Content-MD5")
+    return stated.strip() if stated and stated.strip() else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ObjectHead:
+    """What a HEAD says of an object: its size and version (None: not said)."""
+
+    size: int | None
+    etag: str | None
+
+    @classmethod
+    def of(cls, response: aiohttp.ClientResponse) -> ObjectHead:
+        raw = response.headers.get("Content-Length", "").strip()
+        return cls(size=int(raw) if raw.isdigit() else None, etag=response.headers.get("ETag"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,8 +1,10 @@
 """The run's connection to AEP: one session, the four AEP headers, the origin lock, retries of
-JSON calls, the IMS grant.
+JSON calls, the IMS grant, and the signed requests of a store a source reads from.
 
 Credentials go only to the base URL's origin; other hosts must be allowed by name and never get
-credentials. A 401 gets one single-flight token refresh and one replay. JSON reads are retried
+credentials. A store's URLs (the Data Landing Zone's container) are signed by its
+``RequestSigner`` as each request is sent, and carry none of AEP's headers; errors name them
+unsigned. A 401 gets one single-flight token refresh and one replay. JSON reads are retried
 here with the run's policy; body streams are not (``fetch`` resumes them from what it wrote).
 """
 
@@ -12,11 +14,13 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import urljoin
 
 import anyio
+from yarl import URL
 
 from .. import tls
 from ..auth import (
@@ -30,12 +34,14 @@ from ..errors import (
     AsyncdlError,
     AuthError,
     ProtocolError,
+    SourceAuthError,
 )
 from ..retry import RetryPolicy
-from .answers import ByteStream, FileAnswer, Page, filename_from, is_json_type
+from .answers import ByteStream, FileAnswer, ObjectHead, Page, filename_from, is_json_type
 from .failures import error_from
 from .ims import request_grant
 from .origins import OriginLock
+from .signing import RequestSigner, Signers
 from .transport import aiohttp, not_processed, translate
 
 __all__ = ["AEPClient", "RetryListener"]
@@ -55,6 +61,16 @@ class RetryListener(Protocol):
 
     def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
         """``url`` failed with ``error``; attempt ``attempt + 1`` follows after ``delay_s``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """How the request behind an answer went out: with AEP's credentials, signed by a store's
+    signer, or bare; and its URL as errors may name it (never signed)."""
+
+    url: str
+    credentialed: bool
+    signed: bool
 
 
 class _IgnoreRetries:
@@ -78,6 +94,7 @@ class AEPClient:
         self._retry = retry or RetryPolicy.from_settings(settings)
         self._retry_listener: RetryListener = retry_listener or _IgnoreRetries()
         self.origins = OriginLock(settings.base_url, settings.allowed_hosts)
+        self._signers = Signers(settings.base_url)
         self._session: aiohttp.ClientSession | None = None
         self.trust = tls.LazyTrust(settings.ca_bundle)
         self.tokens: TokenProvider
@@ -92,6 +109,11 @@ class AEPClient:
 
     def api_url(self, path: str) -> str:
         return self._settings.base_url + path
+
+    def sign_requests(self, signer: RequestSigner) -> None:
+        """From now on, requests for URLs ``signer`` covers are signed by it as they are sent
+        (and carry none of AEP's headers); ConfigError for a store at the API's origin."""
+        self._signers.add(signer)
 
     async def __aenter__(self) -> Self:
         if self._settings.ca_bundle is not None:
@@ -146,7 +168,7 @@ class AEPClient:
     def _scrub(self, text: str | None) -> str | None:
         if text is None:
             return None
-        for secret in self._credentials.secrets():
+        for secret in (*self._credentials.secrets(), *self._signers.secrets()):
             text = text.replace(secret, "***")
         return text
 
@@ -160,23 +182,34 @@ class AEPClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
-    ) -> aiohttp.ClientResponse:
-        """A successful answer to the request: credentials, redirects, one 401 replay.
+    ) -> tuple[aiohttp.ClientResponse, str]:
+        """A successful answer to the request, and the URL that answered (unsigned):
+        credentials, redirects, one 401 replay.
 
         As httpx splits its send path: this step owns the refused-token replay, ``_follow``
         the redirects (each hop through the origin lock), ``_request`` one request.
         """
         refreshed = False
         while True:
-            response, credentialed = await self._follow(
+            response, sent = await self._follow(
                 method, url, params=params, headers=headers, json_body=json_body
             )
+            answered = sent.url if sent.signed else str(response.url)
             if response.status < 400:
-                return response
+                return response, answered
             error = await error_from(
-                response, str(response.url), credentialed=credentialed, scrub=self._scrub
+                response,
+                answered,
+                credentialed=sent.credentialed,
+                signed=sent.signed,
+                scrub=self._scrub,
             )
-            refused_token = isinstance(error, AuthError) and error.status == 401
+            credentialed = sent.credentialed
+            refused_token = (
+                isinstance(error, AuthError)
+                and not isinstance(error, SourceAuthError)
+                and error.status == 401
+            )
             if refused_token and credentialed and self.tokens.can_refresh and not refreshed:
                 refreshed = True
                 stale = response.request_info.headers.get("Authorization", "")
@@ -198,14 +231,14 @@ class AEPClient:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
         json_body: Any,
-    ) -> tuple[aiohttp.ClientResponse, bool]:
-        """The answer after redirects, and whether credentials went with the last request."""
+    ) -> tuple[aiohttp.ClientResponse, _Sent]:
+        """The answer after redirects, and how its last request went out."""
         for _ in range(_MAX_REDIRECTS + 1):
-            response, credentialed = await self._request(
+            response, sent = await self._request(
                 method, url, params=params, headers=headers, json_body=json_body
             )
             if response.status not in _REDIRECTS or "Location" not in response.headers:
-                return response, credentialed
+                return response, sent
             response.release()
             url = urljoin(url, response.headers["Location"])
             params = None  # the Location is complete
@@ -221,19 +254,29 @@ class AEPClient:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
         json_body: Any,
-    ) -> tuple[aiohttp.ClientResponse, bool]:
-        """One request, with credentials only when ``url`` is the API's origin."""
+    ) -> tuple[aiohttp.ClientResponse, _Sent]:
+        """One request: with AEP's credentials only when ``url`` is the API's origin, signed
+        when it is a store's object a signer covers, bare for an allowed host."""
         if self._session is None:
             raise RuntimeError("use AEPClient as an async context manager")
-        credentialed = self.origins.credentials_for(url)
         request_headers = dict(headers or {})
-        if credentialed:
-            request_headers.update(await self._auth_headers())
+        signer = self._signers.for_url(url)
+        target: str | URL = url
+        if signer is not None:
+            signed = signer.sign(method, url)
+            request_headers.update(signed.headers)
+            # encoded: the signature is sent exactly as signed, never re-quoted on the way.
+            target = URL(signed.url, encoded=True)
+            sent = _Sent(url=url, credentialed=False, signed=True)
+        else:
+            sent = _Sent(url=url, credentialed=self.origins.credentials_for(url), signed=False)
+            if sent.credentialed:
+                request_headers.update(await self._auth_headers())
         await self.trust.before(url)
         try:
             response = await self._session.request(
                 method,
-                url,
+                target,
                 params=params,
                 headers=request_headers,
                 json=json_body,
@@ -241,7 +284,7 @@ class AEPClient:
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise translate(exc, url) from exc
-        return response, credentialed
+        return response, sent
 
     async def _call(
         self,
@@ -299,10 +342,10 @@ class AEPClient:
         json_body: Any,
         accept_file: bool,
     ) -> Page | FileAnswer | None:
-        response = await self._send(
+        # ``answered`` is after redirects: the base of the page's relative hrefs.
+        response, answered = await self._send(
             method, url, params=params, headers=_JSON_ACCEPT, json_body=json_body
         )
-        answered = str(response.url)  # after redirects: the base of the page's relative hrefs
         content_type = response.headers.get("Content-Type", "")
         disposition = response.headers.get("Content-Disposition")
         # No Content-Type at all is taken for JSON, as AEP's older answers were; a
@@ -361,12 +404,15 @@ class AEPClient:
 
     async def content_length(self, url: str) -> int | None:
         """``HEAD url``'s Content-Length (None when the server does not say), with retries."""
+        return (await self.head(url)).size
 
-        async def head() -> int | None:
-            response = await self._send("HEAD", url, headers={"Accept-Encoding": "identity"})
+    async def head(self, url: str) -> ObjectHead:
+        """``HEAD url``: its size and version as the server states them, with retries."""
+
+        async def head() -> ObjectHead:
+            response, _ = await self._send("HEAD", url, headers={"Accept-Encoding": "identity"})
             response.release()
-            raw = response.headers.get("Content-Length", "").strip()
-            return int(raw) if raw.isdigit() else None
+            return ObjectHead.of(response)
 
         return await self._retrying(url, head)
 
@@ -388,17 +434,20 @@ class AEPClient:
 
     @asynccontextmanager
     async def open_stream(
-        self, url: str, *, offset: int = 0, end: int | None = None
+        self, url: str, *, offset: int = 0, end: int | None = None, if_match: str | None = None
     ) -> AsyncIterator[ByteStream]:
         """GET ``url``'s bytes from ``offset`` to ``end`` (inclusive; None: to the end).
 
-        A Range header is sent when the request is not for the whole body.
+        A Range header is sent when the request is not for the whole body; ``if_match`` names
+        the version the bytes must be of (a 412, PreconditionFailedError, when it is not).
         """
         # identity: byte offsets must count the stored bytes, not a compressed encoding.
         headers = {"Accept-Encoding": "identity"}
         if offset > 0 or end is not None:
             headers["Range"] = f"bytes={offset}-{'' if end is None else end}"
-        response = await self._send("GET", url, headers=headers)
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        response, _ = await self._send("GET", url, headers=headers)
         stream: ByteStream | None = None
         try:
             stream = ByteStream(response, url)

@@ -18,6 +18,7 @@ from ..errors import (
     TransportError,
 )
 from .origins import origin_text
+from .signing import strip_query
 
 with tls.aiohttp_import_guard():  # the command skips aiohttp's unused CA loading (tls.py)
     import aiohttp
@@ -28,15 +29,19 @@ __all__ = ["aiohttp", "not_processed", "translate"]
 def translate(exc: BaseException, url: str) -> AsyncdlError:
     """One aiohttp/asyncio failure → our tree. Order matters: subclasses first."""
     if isinstance(exc, aiohttp.ClientConnectorError):  # includes certificate/SSL failures
-        return ConnectError(f"cannot connect to {origin_text(url)}: {exc.os_error}", url=url)
+        reason = strip_query(str(exc.os_error))
+        return ConnectError(f"cannot connect to {origin_text(url)}: {reason}", url=url)
     if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError | TimeoutError):
         return RequestTimeoutError(f"timed out waiting for {url}", url=url)
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
         return StreamInterruptedError(f"connection dropped while reading {url}", url=url)
+    # aiohttp's own text can quote the URL it sent, signature and all: never its query.
     if isinstance(exc, aiohttp.ClientConnectionError):
-        return StreamInterruptedError(f"connection error on {url}: {exc}", url=url)
+        return StreamInterruptedError(
+            f"connection error on {url}: {strip_query(str(exc))}", url=url
+        )
     if isinstance(exc, aiohttp.ClientResponseError | aiohttp.InvalidURL):
-        return ProtocolError(f"malformed answer from {url}: {exc}")
+        return ProtocolError(f"malformed answer from {url}: {strip_query(str(exc))}")
     return TransportError(f"HTTP client error on {url}: {type(exc).__name__}", url=url)
 
 

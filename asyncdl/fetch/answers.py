@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from ..client import AEPClient, ByteStream
 from ..errors import RangeMismatchError, StaleListingError
 from ..models import Part
+from .integrity import StoredDigest
 
 __all__ = ["FirstAnswer", "body_from", "open_answer"]
 
@@ -38,25 +39,40 @@ class FirstAnswer:
 
 @asynccontextmanager
 async def open_answer(
-    client: AEPClient, first: FirstAnswer, part: Part, *, offset: int = 0, end: int | None = None
+    client: AEPClient,
+    first: FirstAnswer,
+    part: Part,
+    *,
+    offset: int = 0,
+    end: int | None = None,
+    stored: StoredDigest | None = None,
 ) -> AsyncIterator[ByteStream]:
     """A stream of ``part`` from ``offset`` (to ``end``, inclusive); the first answer if it fits.
 
-    Raises StaleListingError (no retry can change it: the part fails at once) when the server's
-    total is not the listing's size.
+    Every request names the listed version (``If-Match``) when the part has one, and ``stored``
+    learns the MD5 each answer states. Raises StaleListingError (no retry can change it: the
+    part fails at once) when the server's total is not the listing's size.
     """
     opened = first.take() if offset == 0 and end is None else None
     if opened is None:
         first.discard()  # a resume or a segment: those bytes are not the ones asked for
-        async with client.open_stream(part.href, offset=offset, end=end) as stream:
-            _check_total(stream, part)
+        async with client.open_stream(
+            part.href, offset=offset, end=end, if_match=part.etag
+        ) as stream:
+            _check_answer(stream, part, stored)
             yield stream
         return
     try:
-        _check_total(opened, part)
+        _check_answer(opened, part, stored)
         yield opened
     finally:
         opened.close()
+
+
+def _check_answer(stream: ByteStream, part: Part, stored: StoredDigest | None) -> None:
+    _check_total(stream, part)
+    if stored is not None:
+        stored.answered(stream, part.name)
 
 
 def _check_total(stream: ByteStream, part: Part) -> None:

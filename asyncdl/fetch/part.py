@@ -1,16 +1,28 @@
 """One part, listing entry to verified file: skip, or fetch (whole or in segments) and seal.
 
 Raises only what must end the whole run (a storage failure, refused credentials); every
-part-level failure is in the returned result.
+part-level failure is in the returned result. A part an object store listed at a version
+(``Part.etag``) that is rewritten while it downloads starts again from zero at the new version
+(a HEAD says which); one deleted meanwhile fails, leaving nothing behind.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import logging
 
 import anyio
 
 from ..checksum import Checksum, parse_digest
 from ..client import AEPClient, ByteStream
-from ..errors import StorageError, VerificationError
+from ..errors import (
+    RUN_ENDING,
+    AsyncdlError,
+    NotFoundError,
+    PreconditionFailedError,
+    StorageError,
+    VerificationError,
+)
 from ..manifest import ManifestEntry
 from ..models import Part, PartResult, PartStatus
 from ..progress import ProgressListener
@@ -18,15 +30,20 @@ from ..slots import StreamSlots
 from ..storage import Storage
 from ..threads import ThreadBatches
 from .answers import FirstAnswer
+from .integrity import CheckedPartFile, StoredDigest
 from .options import FetchOptions
-from .outcome import is_parquet
+from .outcome import describe, failed, is_parquet
 from .segmented import fetch_segmented
 from .transfer import Transfer, off_loop
 from .whole import fetch_whole
 
 __all__ = ["fetch_part"]
 
+log = logging.getLogger(__name__)
+
 _UNLIMITED = 1 << 16  # stream slots when the caller gives none: no bound
+#: How often a part may be found rewritten during one fetch before it is left for a later run.
+MAX_RESTARTS = 3
 
 
 async def fetch_part(
@@ -60,36 +77,76 @@ async def fetch_part(
             skipped = await _skip(storage, part, known, options)
             if skipped is not None:
                 return skipped
-        transfer = Transfer(
-            client=client,
-            part=part,
-            storage=storage,
-            file=file,
-            options=options,
-            listener=listener,
-            slots=slots or StreamSlots(_UNLIMITED, adaptive=False),
-            absent=absent,
-            stores=stores,
-            first=first,
-        )
-        threshold = options.segment_threshold_bytes
-        if (
-            opened is None
-            and threshold is not None
-            and part.size >= threshold
-            and part.size > options.segment_bytes
-        ):
-            segmented = await fetch_segmented(transfer)
-            if segmented is not None:
-                return segmented
-            # None: the server ignores Range (or the assembled file failed verification): one
-            # stream from the start is the only way left.
-        return await fetch_whole(transfer)
+        restarts = 0
+        while True:
+            stored = StoredDigest()  # a new version states its own MD5
+            transfer = Transfer(
+                client=client,
+                part=part,
+                storage=storage,
+                file=CheckedPartFile(file, stored, size=part.size),
+                options=options,
+                listener=listener,
+                slots=slots or StreamSlots(_UNLIMITED, adaptive=False),
+                absent=absent,
+                stores=stores,
+                first=first,
+                stored=stored,
+            )
+            try:
+                return await _fetch(transfer, whole_only=opened is not None)
+            except (PreconditionFailedError, NotFoundError) as error:  # raised when ``replaced``
+                restarts += 1
+                current = await _current_version(client, part, error, restarts)
+                if isinstance(current, PartResult):
+                    await off_loop(file.remove)  # nothing of a gone version is kept
+                    return current
+                part, absent = current, False
     finally:
         first.discard()
         if file.releases:
             with anyio.CancelScope(shield=True):
                 await off_loop(file.release)  # an unsealed upload is aborted, even on Ctrl-C
+
+
+async def _fetch(transfer: Transfer, *, whole_only: bool) -> PartResult:
+    part, options = transfer.part, transfer.options
+    threshold = options.segment_threshold_bytes
+    if (
+        not whole_only
+        and threshold is not None
+        and part.size >= threshold
+        and part.size > options.segment_bytes
+    ):
+        segmented = await fetch_segmented(transfer)
+        if segmented is not None:
+            return segmented
+        # None: the server ignores Range (or the assembled file failed verification): one
+        # stream from the start is the only way left.
+    return await fetch_whole(transfer)
+
+
+async def _current_version(
+    client: AEPClient, part: Part, error: AsyncdlError, restarts: int
+) -> Part | PartResult:
+    """The part at the version its object has now (a HEAD), or its failed result."""
+    if restarts > MAX_RESTARTS:
+        why = f"{part.name}: rewritten {restarts} times while it downloaded; try again later"
+        return failed(part, 0, restarts, why)
+    try:
+        head = await client.head(part.href)
+    except NotFoundError as gone:
+        why = f"{part.name} is no longer in the store: deleted since it was listed ({gone})"
+        return failed(part, 0, restarts, f"NotFoundError: {why}")
+    except RUN_ENDING:
+        raise
+    except AsyncdlError as other:
+        return failed(part, 0, restarts, describe(other))
+    if head.size is None or head.etag is None:
+        why = f"{part.name} changed since it was listed and its store gives no size or version"
+        return failed(part, 0, restarts, why)
+    log.info("%s: rewritten since it was listed (%s); starting again", part.name, error)
+    return dataclasses.replace(part, size=head.size, etag=head.etag)
 
 
 async def _skip(

@@ -20,6 +20,8 @@ from ..checksum import Checksum
 from ..errors import (
     RUN_ENDING,
     AsyncdlError,
+    NotFoundError,
+    PreconditionFailedError,
     StorageError,
     StreamInterruptedError,
     VerificationError,
@@ -29,6 +31,7 @@ from ..storage import SegmentedFile
 from ..tasks import single_error
 from .answers import body_from, open_answer
 from .attempts import Retrying
+from .integrity import CheckedSegmentedFile, replaced
 from .outcome import describe, failed, is_parquet
 from .plan import Segment, SegmentPlan
 from .transfer import Transfer, off_loop
@@ -188,6 +191,8 @@ class _SegmentedRun:
             except _RangeUnsupportedError:
                 raise
             except AsyncdlError as error:
+                if replaced(self.part, error):
+                    raise  # the listed version is gone: the whole part starts over
                 progress = segment.done - before
                 if not await retrying.again(
                     error, progress=progress, requests=self.attempts, started_at=started_at
@@ -199,7 +204,12 @@ class _SegmentedRun:
         offset = segment.next_offset
         transfer = self.transfer
         async with open_answer(
-            transfer.client, transfer.first, self.part, offset=offset, end=segment.end - 1
+            transfer.client,
+            transfer.first,
+            self.part,
+            offset=offset,
+            end=segment.end - 1,
+            stored=transfer.stored,
         ) as stream:
             if stream.status == 200:
                 raise _RangeUnsupportedError(f"{self.part.name}: the server ignores Range")
@@ -282,7 +292,10 @@ async def _plan_for(transfer: Transfer, file: SegmentedFile) -> _SegmentedRun:
 
 async def fetch_segmented(transfer: Transfer) -> PartResult | None:
     """Several ranged streams at once into one preallocated file; ``None`` to fall back."""
-    file = transfer.storage.segmented(transfer.part.relpath)
+    part = transfer.part
+    file = CheckedSegmentedFile(
+        transfer.storage.segmented(part.relpath), transfer.stored, size=part.size
+    )
     try:
         return await _fetch_segmented(transfer, file)
     finally:
@@ -303,6 +316,7 @@ async def _fetch_segmented(transfer: Transfer, file: SegmentedFile) -> PartResul
     )
     listener.on_bytes(part, plan.done)
     range_unsupported = stopping = False
+    gone: AsyncdlError | None = None  # the listed version no longer exists
     try:
         with anyio.move_on_after(options.policy.deadline_s) as scope:
             async with single_error(), anyio.create_task_group() as tg:
@@ -321,11 +335,14 @@ async def _fetch_segmented(transfer: Transfer, file: SegmentedFile) -> PartResul
         return failed(part, run.fetched, run.attempts, str(failure))
     except _RangeUnsupportedError:
         range_unsupported = True
+    except (PreconditionFailedError, NotFoundError) as error:  # raised only when ``replaced``
+        gone = error
     except BaseException:
         stopping = True
         raise
     finally:
-        if not range_unsupported and not plan.complete and not run.save_failed:
+        keep = not range_unsupported and gone is None
+        if keep and not plan.complete and not run.save_failed:
             with anyio.CancelScope(shield=True):
                 try:
                     await run.save()  # what did arrive is kept for the next attempt
@@ -335,6 +352,9 @@ async def _fetch_segmented(transfer: Transfer, file: SegmentedFile) -> PartResul
                     # Already stopping (cancelled, or a fatal error elsewhere): that reason
                     # stays the one reported, and a cancellation is never replaced.
                     log.warning("%s: progress not recorded: %s", part.name, error)
+    if gone is not None:
+        await run.abandon()  # bytes of a version that is gone: fetch_part starts over
+        raise gone
     if range_unsupported:
         await run.abandon()
         return None
@@ -344,10 +364,11 @@ async def _fetch_segmented(transfer: Transfer, file: SegmentedFile) -> PartResul
         rows = None
         if options.verify_parquet and is_parquet(part.name):
             rows = await off_loop(file.rows, part.name)
+        # The stated MD5 is checked by the seal, before the part has its name.
+        await off_loop(functools.partial(file.seal, sync=options.fsync))
     except VerificationError:
         await run.abandon()
         return None
-    await off_loop(functools.partial(file.seal, sync=options.fsync))
     return PartResult(
         part=part,
         status=PartStatus.DOWNLOADED,

@@ -15,6 +15,7 @@ from ..slots import StreamSlots
 from ..storage import PartFile, Storage
 from ..threads import ThreadBatches
 from .answers import FirstAnswer
+from .integrity import StoredDigest
 from .options import FetchOptions
 
 __all__ = ["Transfer", "off_loop"]
@@ -41,3 +42,4 @@ class Transfer:
     absent: bool = False  # known: no .part and no final file existed when the run began
     stores: ThreadBatches | None = None  # where small parts are stored; None: a thread hop each
     first: FirstAnswer = field(default_factory=FirstAnswer)  # the listing's own answer, if any
+    stored: StoredDigest = field(default_factory=StoredDigest)  # the MD5 the store states

@@ -29,6 +29,7 @@ from ..models import PartResult, PartStatus
 from ..storage import PartFile
 from .answers import FirstAnswer, body_from, open_answer
 from .attempts import Retrying
+from .integrity import replaced
 from .outcome import describe, failed, is_parquet
 from .transfer import Transfer, off_loop
 from .writer import BufferedWriter
@@ -106,7 +107,9 @@ class _WholePart:
         end (a shorter 206 than asked: the spec allows it); a broken stream raises.
         """
         part = self.part
-        async with open_answer(client, first, part, offset=self.offset) as stream:
+        async with open_answer(
+            client, first, part, offset=self.offset, stored=self.transfer.stored
+        ) as stream:
             if self.offset and stream.status == 200:
                 log.info("%s: the server ignored Range; starting over", part.name)
                 await self.rewind()  # the server ignored Range: the body starts at byte 0
@@ -141,7 +144,9 @@ class _WholePart:
         chunks: list[bytes] = []
         received = 0
         try:
-            async with open_answer(client, self.transfer.first, part) as stream:
+            async with open_answer(
+                client, self.transfer.first, part, stored=self.transfer.stored
+            ) as stream:
                 async for chunk in stream.chunks():
                     if received + len(chunk) > part.size:
                         raise VerificationError(
@@ -259,6 +264,9 @@ async def fetch_whole(transfer: Transfer) -> PartResult:
         except RUN_ENDING:
             raise
         except AsyncdlError as error:
+            if replaced(part, error):
+                await whole.rewind()  # bytes of a version that is gone: fetch_part starts over
+                raise
             if isinstance(error, VerificationError):
                 await whole.rewind()  # wrong bytes written: no prefix of them can be trusted
                 progress = 0

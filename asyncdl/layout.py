@@ -2,9 +2,11 @@
 
 A batch directory (``OUT/<batch id>/``, or the same prefix in an object store) holds the parts
 under their relpaths, and next to them only files this module names: a part's ``.part`` while it
-is written, a segmented part's progress record, the batch manifest and its temp names. The run's
-own state lives in ``OUT/.asyncdl/``. A part from the server that would take one of these names
-is refused (``reserved``), so asyncdl never overwrites its own records with data, or the reverse.
+is written, a segmented part's progress record, the batch manifest and its temp names. A Data
+Landing Zone export lands in ``OUT/<dataset id>/exportTime=<YYYYMMDDHHMM>/``, laid out like a
+batch directory. The run's own state lives in ``OUT/.asyncdl/``. A part from the server that
+would take one of these names is refused (``reserved``), so asyncdl never overwrites its own
+records with data, or the reverse.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ __all__ = [
     "STATE_DIR",
     "SYNC_LOCK",
     "WRITE_PROBE",
+    "dlz_lock",
+    "dlz_state",
+    "export_folder",
     "fragment_name",
     "record_of",
     "record_temp_of",
@@ -78,6 +83,22 @@ def shard_lock(index: int, count: int) -> str:
 def sync_state(dataset_id: str) -> str:
     """Where ``sync`` keeps what it knows of a dataset, below the output root."""
     return f"{STATE_DIR}/sync-{dataset_id}.json"
+
+
+def export_folder(export_time: str) -> str:
+    """A landing zone export's folder, in the landing zone and below ``OUT/<dataset id>/``
+    alike: ``exportTime=YYYYMMDDHHMM``."""
+    return f"exportTime={export_time}"
+
+
+def dlz_state(dataset_id: str) -> str:
+    """Where ``dlz download`` keeps which exports of a dataset are complete, below the root."""
+    return f"{STATE_DIR}/dlz-{dataset_id}.json"
+
+
+def dlz_lock(dataset_id: str) -> str:
+    """Held by the one ``dlz download`` of a dataset into an output root at a time."""
+    return f"{STATE_DIR}/dlz-{dataset_id}.lock"
 
 
 def reserved(relpath: str) -> bool:

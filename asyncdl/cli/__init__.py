@@ -1,6 +1,7 @@
 """The ``asyncdl`` command: parse, build config, run, render. The only package that prints.
 
-One module per command group (``download``, ``data``, ``audience``, ``emulate``), each a
+One module per command group (``download``, ``sync``, ``dlz``, ``data``, ``audience``,
+``emulate``), each a
 ``typer.Typer()`` composed by ``app``; the download options they share are ``options``; what
 every command needs is ``_common`` (exit codes, consoles, settings); ``progress`` and ``render``
 show runs and results.

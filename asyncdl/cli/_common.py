@@ -22,7 +22,15 @@ from ..config import (
     Setting,
     resolve_environment,
 )
-from ..errors import AsyncdlError, AuthError, BusyError, ConfigError, StorageAuthError
+from ..errors import (
+    AsyncdlError,
+    AuthError,
+    BusyError,
+    ConfigError,
+    LandingZoneExpiredError,
+    SourceAuthError,
+    StorageAuthError,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -34,9 +42,10 @@ EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
 
 EPILOG = (
-    "Exit codes: 0 ok; 1 some parts failed or a batch does not match the Catalog; "
-    "2 bad usage; 3 credentials refused (AEP's, or the --out object store's); "
-    "75 another sync holds the directory (try later); "
+    "Exit codes: 0 ok; 1 some parts failed, a batch does not match the Catalog, or nothing "
+    "to download (no landing zone, no complete export); "
+    "2 bad usage; 3 credentials refused or expired (AEP's, the landing zone's, or the --out "
+    "object store's); 75 another sync or dlz download holds the directory (try later); "
     "130 interrupted (resume by running it again)."
 )
 
@@ -64,7 +73,7 @@ def fail(message: str, code: int) -> NoReturn:
 def exit_code_for(error: AsyncdlError) -> int:
     if isinstance(error, ConfigError):
         return EXIT_USAGE
-    if isinstance(error, AuthError | StorageAuthError):
+    if isinstance(error, AuthError | StorageAuthError | LandingZoneExpiredError):
         return EXIT_AUTH
     if isinstance(error, BusyError):
         return EXIT_BUSY
@@ -72,6 +81,11 @@ def exit_code_for(error: AsyncdlError) -> int:
 
 
 def _describe(error: AsyncdlError) -> str:
+    if isinstance(error, SourceAuthError):
+        return (
+            f"the landing zone refused its credentials: {error} (expired, revoked, or rotated "
+            "by a refresh; run again to ask AEP for current ones)"
+        )
     if isinstance(error, AuthError):
         hint = " (check AEP_ACCESS_TOKEN / AEP_CLIENT_ID, AEP_API_KEY, AEP_ORG_ID, AEP_SANDBOX)"
         return f"authentication refused: {error}{hint}"

@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from . import audience, data, download, emulate, shards, sync
+from . import audience, data, dlz, download, emulate, shards, sync
 from ._common import EPILOG, EXIT_FAILED, EXIT_OK, GlobalOptions, out
 
 __all__ = ["app", "hoist_global_options", "main"]
@@ -136,6 +136,7 @@ def _root(
 # In this order in --help: the everyday commands first, the emulator last.
 app.add_typer(download.app)
 app.add_typer(sync.app)
+app.add_typer(dlz.app, name="dlz")
 app.add_typer(shards.app)
 app.add_typer(data.app)
 app.add_typer(data.config_app, name="config")

@@ -107,6 +107,10 @@ class AEPClient:
     def base_url(self) -> str:
         return self._settings.base_url
 
+    @property
+    def sandbox(self) -> str:
+        return self._credentials.sandbox
+
     def api_url(self, path: str) -> str:
         return self._settings.base_url + path
 

@@ -1,7 +1,8 @@
 """A local Adobe Experience Platform emulator: IMS tokens, the API gateway's checks, Catalog
 batches and datasets, Data Access listings and downloads, over generated Customer AI parquet,
-with seeded faults and switchable response shapes (``Variants``). It imports ``asyncdl.models``,
-``asyncdl.errors`` and itself, never any client code.
+the Data Landing Zone's credentials call, with seeded faults and switchable response shapes
+(``Variants``). It imports ``asyncdl.models``, ``asyncdl.errors`` and itself, never any client
+code.
 
 Use ``running_emulator(config)`` in tests, ``serve(...)`` for a long-running process. The world
 can change while it serves: ``Emulator.add_batch`` adds a generated batch (a new scoring run),
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from asyncdl.emulator.config import (
     VARIANT_NAMES,
+    AwsLandingZone,
+    AzureLandingZone,
     DatasetSpec,
     EmulatorConfig,
     Faults,
@@ -28,6 +31,8 @@ __all__ = [
     "HOSTILE_NAMES",
     "SCHEMA",
     "VARIANT_NAMES",
+    "AwsLandingZone",
+    "AzureLandingZone",
     "DatasetSpec",
     "Emulator",
     "EmulatorConfig",

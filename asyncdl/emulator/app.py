@@ -1,6 +1,6 @@
 """The emulator's routing table: which method and path reach which route module (ims, catalog,
-access, jobs), each through the recording wrapper, with the state it answers from read at
-request time (so replaced faults, variants and added batches apply to the next request).
+access, jobs, landingzone), each through the recording wrapper, with the state it answers from
+read at request time (so replaced faults, variants and added batches apply to the next request).
 Anything else is recorded and answered like AEP answers an unknown resource.
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from asyncdl.emulator import access, catalog, ims, jobs
+from asyncdl.emulator import access, catalog, ims, jobs, landingzone
 from asyncdl.emulator.answers import Exchange, problem_answer
 from asyncdl.emulator.exports import EXPORT_JOBS_PATH
 from asyncdl.emulator.recording import Recorder
 from asyncdl.emulator.state import State
-from asyncdl.models import CATALOG_PATH, EXPORT_PATH
+from asyncdl.models import CATALOG_PATH, EXPORT_PATH, LANDING_ZONE_CREDENTIALS_PATH
 
 __all__ = ["build_app"]
 
@@ -58,6 +58,9 @@ def build_app(state: State, recorder: Recorder) -> web.Application:
     async def export_cancel(request: web.Request, exchange: Exchange) -> web.StreamResponse:
         return jobs.cancel(request, jobs=state.jobs)
 
+    async def landing_zone(request: web.Request, exchange: Exchange) -> web.StreamResponse:
+        return landingzone.credentials(request, config=state.config)
+
     async def not_found(request: web.Request, exchange: Exchange) -> web.StreamResponse:
         return problem_answer(404, "Not Found", f"no resource at {request.path}", "EMU-404")
 
@@ -79,5 +82,6 @@ def build_app(state: State, recorder: Recorder) -> web.Application:
     add("GET", f"{EXPORT_JOBS_PATH}/", wrap("export", export_list))
     add("GET", f"{EXPORT_JOBS_PATH}/{{id}}", wrap("export", export_get))
     add("DELETE", f"{EXPORT_JOBS_PATH}/{{id}}", wrap("export", export_cancel))
+    add("GET", LANDING_ZONE_CREDENTIALS_PATH, wrap("landing_zone", landing_zone))
     add("*", "/{tail:.*}", wrap("other", not_found))
     return app

@@ -20,6 +20,8 @@ from asyncdl.errors import ConfigError
 
 __all__ = [
     "VARIANT_NAMES",
+    "AwsLandingZone",
+    "AzureLandingZone",
     "DatasetSpec",
     "EmulatorConfig",
     "Faults",
@@ -215,6 +217,32 @@ VARIANT_NAMES: tuple[str, ...] = tuple(
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AzureLandingZone:
+    """What the landing zone credentials call answers for an Azure-provisioned landing zone:
+    a container SAS (a test mints one for Azurite, whose path-style URL is used as given)."""
+
+    sas_uri: str = field(repr=False)
+    container: str = "dlz-destination"
+    account: str = "devstoreaccount1"
+
+    def __post_init__(self) -> None:
+        if "?" not in self.sas_uri or "://" not in self.sas_uri:
+            raise ConfigError("sas_uri must be a container URL with its SAS query")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AwsLandingZone:
+    """The same call's answer for an AWS-provisioned landing zone: session credentials."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    bucket: str
+    folder: str = "dlz-destination"
+    expiry_s: float = 4102444800.0  # epoch seconds (2100-01-01 by default)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class EmulatorConfig:
     """Everything an ``Emulator`` needs: datasets, credentials, pacing, faults, cache location."""
 
@@ -246,6 +274,9 @@ class EmulatorConfig:
     export_fail: bool = False
     export_rows_per_segment: int = 500
     export_parts_per_batch: int = 2
+    # The Data Landing Zone destination's credentials call (emulator/landingzone.py): the Azure
+    # or the AWS shape, or None for a sandbox without one (404).
+    landing_zone: AzureLandingZone | AwsLandingZone | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(self.datasets))

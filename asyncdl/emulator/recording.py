@@ -42,7 +42,8 @@ class RecordedRequest:
     path: str
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lower-cased names, only the ones worth asserting on
-    # token | catalog_batches | dataset | batch_files | directory | download | head | export | other
+    # token | catalog_batches | dataset | batch_files | directory | download | head | export |
+    # landing_zone | other
     # (a single-file dataSetFile's bytes are a download or head, though its URL has no ?path=)
     kind: str
     status: int

@@ -1,5 +1,6 @@
-"""Shared fixtures: hermetic settings and logging, and the emulator's configuration on one
-session part cache (helpers that are not fixtures live in tests/helpers.py)."""
+"""Shared fixtures: hermetic settings and logging, the emulator's configuration on one session
+part cache, and the object stores some folders need (moto's S3, Azurite: one per module that
+asks, started from tests/cloud.py). Helpers that are not fixtures live in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from asyncdl.config import KNOWN_VARIABLES
 from asyncdl.emulator import DatasetSpec, EmulatorConfig
+from tests.cloud import Azurite, MotoS3, azurite, moto_s3
 from tests.helpers import EmulatorFactory
 
 
@@ -66,3 +68,15 @@ def emulator_config(part_cache: Path) -> EmulatorFactory:
         return EmulatorConfig(**fields)
 
     return build
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoS3]:
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    with azurite(tmp_path_factory.mktemp("azurite") / "azurite.log") as server:
+        yield server

@@ -4,7 +4,6 @@ object, and a second sync fetches nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,10 @@ from asyncdl.emulator import running_emulator
 from asyncdl.errors import BusyError
 from asyncdl.layout import CURRENT_NAME, MANIFEST_NAME, SYNC_LOCK, sync_state
 from asyncdl.storage import open_storage
+from tests.cloud import MotoS3, no_cloud
 from tests.helpers import DATASET, EmulatorFactory, credentials_for, settings_for
-from tests.storage.servers import MotoS3, moto_s3, no_cloud
 
 SMALL = {"files_per_batch": 1, "parts_per_file": 2}
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[MotoS3]:
-    with moto_s3() as server:
-        yield server
 
 
 @pytest.fixture

@@ -1,16 +1,15 @@
-"""The object stores of the storage tests: one moto server and one Azurite per module, a fresh
-bucket or container per test, and asyncdl configured for them only through each cloud's
-standard variables (a developer's own cloud configuration never leaks in)."""
+"""The object stores of the storage tests: a fresh bucket or container per test on the module's
+moto server and Azurite (tests/conftest.py starts them), and asyncdl configured for them only
+through each cloud's standard variables (a developer's own cloud configuration never leaks in)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.storage.servers import Azurite, MotoS3, azurite, moto_s3, no_cloud
+from tests.cloud import Azurite, MotoS3, no_cloud
 
 
 @pytest.fixture(autouse=True)
@@ -29,18 +28,6 @@ def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(root))
     return root
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[MotoS3]:
-    with moto_s3() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    with azurite(tmp_path_factory.mktemp("azurite") / "azurite.log") as server:
-        yield server
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from asyncdl.errors import ConfigError
 from asyncdl.storage import OBJECT_SCHEMES, LocalStorage, open_storage, stores
 from asyncdl.storage.objects import ObjectStorage
 from asyncdl.storage.stores import StoreURL, parse_connection_string, parse_store_url
-from tests.storage.servers import AZURITE_KEY
+from tests.cloud import AZURITE_KEY
 
 
 def test_the_schemes_are_listed_once_for_the_seam_and_the_parser() -> None:

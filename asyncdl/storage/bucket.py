@@ -47,7 +47,17 @@ _STREAM_CHUNK = 1 << 20
 _STAGED_CONCURRENCY = 4
 # Error codes (from the store's XML or JSON) that mean the credentials were refused.
 _AUTH_CODES = frozenset(
-    {"ExpiredToken", "InvalidToken", "TokenRefreshRequired", "InvalidClientTokenId"}
+    {
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+        # Azure's, when obstore does not map the 403 itself (a SAS refused, expired, revoked)
+        "AuthenticationFailed",
+        "AuthorizationFailure",
+        "AuthorizationPermissionMismatch",
+        "AuthorizationResourceTypeMismatch",
+    }
 )
 _CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(r"<Message>([^<\n]{1,300})")

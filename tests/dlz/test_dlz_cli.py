@@ -154,7 +154,7 @@ def test_no_landing_zone_is_one_line_and_exit_1(
     emulator_config: EmulatorFactory, tmp_path: Path
 ) -> None:
     with threaded_emulator(emulator_config(landing_zone=None)) as emu:
-        code, out, err = run_cli(["dlz", "exports", DATASET], env_for(emu))
+        code, _, err = run_cli(["dlz", "exports", DATASET], env_for(emu))
         assert code == 1
         assert err == (
             "asyncdl: error: sandbox prod has no Data Landing Zone destination (AEP answered 404"

@@ -302,8 +302,11 @@ async def download_exports(
             by_name = {e.name: e for e in chosen}
             planned = {e.name: _planned(store, e, include, exclude) for e in chosen}
 
+            saving = anyio.Lock()  # two exports closing at once must not race their saves
+
             async def commit(run: BatchRun) -> None:
-                await _commit(root, state, run, by_name[run.batch.id])
+                async with saving:
+                    await _commit(root, state, run, by_name[run.batch.id])
 
             reports: tuple[BatchReport, ...] = ()
             if chosen:

@@ -42,11 +42,10 @@ EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
 
 EPILOG = (
-    "Exit codes: 0 ok; 1 some parts failed, a batch does not match the Catalog, or nothing "
-    "to download (no landing zone, no complete export); "
-    "2 bad usage; 3 credentials refused or expired (AEP's, the landing zone's, or the --out "
-    "object store's); 75 another sync or dlz download holds the directory (try later); "
-    "130 interrupted (resume by running it again)."
+    "Exit codes: 0 ok; 1 some parts failed, a batch does not match the Catalog, or no "
+    "landing zone or complete export; 2 bad usage; 3 credentials refused or expired (AEP's, "
+    "the landing zone's, or the --out object store's); 75 another run holds the directory "
+    "(try later); 130 interrupted (resume by running it again)."
 )
 
 # emoji=False: rich would turn ":tada:" inside a part name, path or server message into an emoji

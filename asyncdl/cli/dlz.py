@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..dlz import DEFAULT_SETTLE_S, DlzDownload, Export, ExportsFound, Zone
-from ..dlz import download_exports as run_download
-from ..dlz import list_exports as run_listing
+from ..dlz.completeness import DEFAULT_SETTLE_S
+from ..errors import ConfigError
 from ._common import (
     EPILOG,
     EXIT_FAILED,
@@ -45,6 +44,9 @@ from .options import (
 )
 from .progress import make_listener, summary_json
 from .render import interrupted, render_plan, render_result
+
+if TYPE_CHECKING:  # the landing zone's modules (and obstore) load when a command runs
+    from ..dlz import DlzDownload, Export, ExportsFound, Zone
 
 app = typer.Typer(
     help="A dataset's exports in the Data Landing Zone (dataset export destinations).",
@@ -87,6 +89,10 @@ _OUT_HELP = (
 
 
 def _zone(folder: str | None, settle: str, s3_endpoint: str | None, s3_region: str | None) -> Zone:
+    try:
+        from ..dlz import Zone
+    except ConfigError as error:  # obstore is not installed
+        fail(str(error), EXIT_USAGE)
     try:
         settle_s = 0.0 if settle.strip() in ("0", "0s") else parse_duration(settle)
     except typer.BadParameter as error:
@@ -133,7 +139,9 @@ def exports_command(
     settings = DownloadFlags(base_url=base_url).settings(environment)
 
     async def job() -> ExportsFound:
-        return await run_listing(dataset_id, zone=zone, credentials=credentials, settings=settings)
+        from ..dlz import list_exports
+
+        return await list_exports(dataset_id, zone=zone, credentials=credentials, settings=settings)
 
     found = run_async(job, on_interrupt=quietly)
     if as_json:
@@ -243,8 +251,10 @@ def download_command(
     record = make_listener(quiet=quiet or dry_run, as_json=as_json and not dry_run)
 
     async def job() -> DlzDownload:
+        from ..dlz import download_exports
+
         with record:
-            return await run_download(
+            return await download_exports(
                 dataset_id,
                 export_time=export_time,
                 all_new=all_new,

@@ -13,12 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, NoExportError, UnsafeNameError
 from ..layout import export_folder, reserved
 from ..listing import check_name, check_relpath, is_metadata
 from .completeness import Completeness, judge, parse_manifest
-from .store import ZoneStore
+
+if TYPE_CHECKING:
+    from .store import ZoneStore
 
 __all__ = ["MAX_FOLDER_DEPTH", "Blob", "Export", "dataset_folder", "find_exports", "read_export"]
 

@@ -218,7 +218,8 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
 
     Start-up and exit are part of every run's time (issue 4): typer 0.29 brings pydantic (60-80
     ms per start, hence the pin in pyproject.toml), pyarrow is for ``inspect`` and ``merge``
-    only, the emulator is for ``serve`` and ``demo``, tomllib for a config file; and the objects
+    only, the emulator is for ``serve`` and ``demo``, tomllib for a config file, obstore (and the
+    landing zone's modules) for an object store or the landing zone; and the objects
     still alive are frozen before the shutdown's garbage collections (25-30 ms).
     """
     script = (
@@ -228,7 +229,8 @@ def test_a_download_imports_only_what_it_uses(emu: Emulator, tmp_path: Path) -> 
         "try:\n"
         "    main()\n"
         "finally:\n"
-        "    roots = {'pydantic', 'pyarrow', 'asyncdl.emulator', 'aiohttp.web', 'tomllib'}\n"
+        "    roots = {'pydantic', 'pyarrow', 'asyncdl.emulator', 'aiohttp.web', 'tomllib',\n"
+        "             'obstore', 'asyncdl.dlz.run'}\n"
         "    loaded = sorted(m for m in sys.modules if any(\n"
         "        m == r or m.startswith(r + '.') for r in roots))\n"
         "    print('LOADED', loaded, file=sys.stderr)\n"

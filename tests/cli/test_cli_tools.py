@@ -217,8 +217,8 @@ def test_toml_profile_and_aepp_json_config(emu: Emulator, tmp_path: Path) -> Non
 
 def test_every_command_has_help_with_an_example() -> None:
     commands = ("download", "batches", "files", "inspect", "merge", "serve", "demo")
-    for command in (*commands, "export-audience", "export-jobs"):
-        result = CliRunner().invoke(app, [command, "--help"])
+    for command in (*commands, "export-audience", "export-jobs", "dlz exports", "dlz download"):
+        result = CliRunner().invoke(app, [*command.split(), "--help"])
         assert result.exit_code == 0, command
         assert "Example: asyncdl" in result.stdout, command
     result = CliRunner().invoke(app, ["--help"])

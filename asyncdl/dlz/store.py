@@ -186,9 +186,15 @@ def _s3(zone: S3Zone, *, endpoint: str | None, region: str) -> ZoneStore:
         "access_key_id": zone.access_key_id,
         "secret_access_key": zone.secret_access_key,
         "region": region,
-        "endpoint": endpoint or f"https://s3.{region}.amazonaws.com",
         "skip_signature": False,
     }
+    if endpoint is None:
+        # AWS itself: virtual-hosted style (what new buckets are promised), the endpoint given
+        # whole so that no AWS_ENDPOINT_URL of a --out lake can redirect the landing zone.
+        config["virtual_hosted_style_request"] = True
+        config["endpoint"] = f"https://{zone.bucket}.s3.{region}.amazonaws.com"
+    else:
+        config["endpoint"] = endpoint
     if zone.session_token:
         config["session_token"] = zone.session_token
     client: ClientConfig = {"allow_http": bool(endpoint and endpoint.startswith("http://"))}

@@ -276,3 +276,30 @@ async def test_a_blob_deleted_mid_run_is_a_clear_404_and_nothing_is_left_of_it(
     assert not list(below.rglob("*.part"))  # nothing half-written left
     for name in sorted(files)[:2]:
         assert (below / name).read_bytes() == files[name]  # nothing downloaded lost
+
+
+async def test_include_exclude_and_dry_run_apply_as_for_batches(
+    emulator_config: EmulatorFactory, zone: LandingZone, tmp_path: Path
+) -> None:
+    async with running_emulator(
+        emulator_config(dataset=DATASET_SHAPE, landing_zone=zone.answer())
+    ) as emu:
+        files = zone.export(emu.batches_for(DATASET)[0], NEWER)
+        first, *others = sorted(files)
+        some = await _run(emu, tmp_path, include=[first])
+        plan = await _run(emu, tmp_path, dry_run=True)
+        fetched = len(zone.proxy.blob_gets())
+        again = await _run(emu, tmp_path, dry_run=True, exclude=[first])
+    assert some.ok
+    assert [r.part.relpath for r in some.fetched.results] == [first]
+    assert some.fetched.batches[0].reconciliation is None  # filtered: nothing to reconcile
+    assert (
+        not (tmp_path / dlz_state(DATASET)).exists()
+        or NEWER not in (tmp_path / dlz_state(DATASET)).read_text()
+    )
+    (planned,) = plan.planned
+    assert [p.relpath for p in planned.parts] == sorted(files)
+    assert planned.complete == {first}  # on disk already: would be skipped
+    assert planned.bytes_to_fetch == sum(len(files[name]) for name in others)
+    assert [p.relpath for p in again.planned[0].parts] == others
+    assert len(zone.proxy.blob_gets()) == fetched  # a dry run reads no file

@@ -301,3 +301,35 @@ def test_a_part_resumed_from_an_earlier_run_is_checked_whole(tmp_path: Path, sta
         with pytest.raises(VerificationError, match="MD5"):
             file.seal(sync=False)
         assert not (tmp_path / "p.bin").exists()
+
+
+def test_an_aws_landing_zone_is_signed_per_request_on_its_own_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from asyncdl.dlz.store import open_zone
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9/a-lake-of-the-users")
+    zone = parse_landing_zone(
+        {
+            "credentials": {
+                "awsAccessKeyId": "ASIAKEY",
+                "awsSecretAccessKey": "aws-secret",
+                "awsSessionToken": "aws-session",
+            },
+            "dlzPath": {"bucketName": "adobe-dlz", "dlzFolder": "dlz-destination"},
+            "dlzProvider": "Amazon S3",
+            "expiryTime": int(dt.datetime.now(dt.UTC).timestamp()) + 3600,
+        }
+    )
+    store = open_zone(zone, s3_region="eu-west-1")
+    key = "dlz-destination/flow/DS/exportTime=202611020600/part-0.parquet"
+    href = store.href(key)
+    assert href.startswith("https://adobe-dlz.s3.eu-west-1.amazonaws.com/dlz-destination/")
+    assert "?" not in href
+    assert store.signer.covers(href)
+    signed = store.signer.sign("GET", href)
+    assert signed.url.startswith(href + "?")
+    assert "X-Amz-Security-Token=aws-session" in signed.url
+    assert "aws-secret" not in signed.url
+    assert "aws-session" in store.signer.secrets()
+    assert store.root == "dlz-destination"

@@ -201,6 +201,7 @@ def test_a_revoked_or_expired_sas_exits_3_and_keeps_what_arrived(
         code, out, err = run_cli(base, env_for(emu))
         assert code == 3, err
         assert "refused the credentials to list" in err
+        assert_no_secret(revocable, out, err)
     # A SAS whose own expiry has passed is not even tried.
     expired = dataclasses.replace(
         zone,

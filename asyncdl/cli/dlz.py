@@ -21,11 +21,11 @@ from ._common import (
     load_environment,
     mb,
     out,
+    parse_duration,
     print_table,
     quietly,
     run_async,
 )
-from .audience import parse_duration
 from .options import (
     Adaptive,
     AllowHost,

@@ -175,6 +175,10 @@ class CheckedPartFile:
         self._restart(0)
         self._inner.remove()
 
+    @property
+    def releases(self) -> bool:
+        return self._inner.releases
+
     def release(self) -> None:
         self._inner.release()
 

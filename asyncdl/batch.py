@@ -12,7 +12,7 @@ import dataclasses
 import fnmatch
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -52,6 +52,7 @@ class BatchRun:
     save_lock: anyio.Lock = field(default_factory=anyio.Lock)
     saved_at: float = 0.0
     report: BatchReport | None = None  # once closed
+    settling: bool = False  # claimed by the task that closes it as done
     # Which placed parts this run fetches (a shard: its share); every placed part is in
     # ``planned`` all the same, so all shards agree on paths and on the plan's digest.
     owns: Callable[[Part], bool] = field(default=lambda part: True)
@@ -123,6 +124,18 @@ class BatchRun:
             expected_files=metrics.output_file_count,
             actual_files=len(results),
         )
+
+    async def settle(self, on_done: Callable[[BatchRun], Awaitable[None]] | None) -> None:
+        """Close the batch and tell ``on_done``, once, if every part of it is in.
+
+        Claimed before the first await: the worker that stores the last part and the producer
+        that ends the listing can both find the batch done while closing awaits its manifest.
+        """
+        if self.done and not self.settling:
+            self.settling = True
+            await self.close()
+            if on_done is not None:
+                await on_done(self)
 
     async def close(self) -> BatchReport:
         """The batch's report, its reconciliation written into the manifest, saved (shielded:

@@ -245,10 +245,7 @@ async def fetch_batches(
     """
 
     async def settled(run: BatchRun) -> None:
-        if run.done and run.report is None:
-            await run.close()
-            if on_batch is not None:
-                await on_batch(run)
+        await run.settle(on_batch)
 
     slots = slots or StreamSlots(settings.concurrency, adaptive=settings.adaptive)
     runs: list[BatchRun] = []

@@ -69,12 +69,17 @@ async def _off_loop_read(storage: Storage, relpath: str) -> bytes | None:
     return await anyio.to_thread.run_sync(storage.read, relpath)
 
 
-async def _save(root: Storage, state: SyncState) -> None:
-    """The state, synced and atomically replaced: after a crash it is the old or the new."""
-    document = state.encode()
-    await anyio.to_thread.run_sync(
-        lambda: root.replace(sync_state(state.dataset_id), document, durable=True)
-    )
+async def _save(root: Storage, state: SyncState, saving: anyio.Lock) -> None:
+    """The state, synced and atomically replaced: after a crash it is the old or the new.
+
+    One save at a time, each encoding the state once it holds ``saving``: two batches that
+    finish together save concurrently, and the older snapshot's rename must not land last.
+    """
+    async with saving:
+        document = state.encode()
+        await anyio.to_thread.run_sync(
+            lambda: root.replace(sync_state(state.dataset_id), document, durable=True)
+        )
 
 
 async def _load(
@@ -175,6 +180,7 @@ async def sync(
     started = time.monotonic()
     options = FetchOptions.from_settings(settings)
     root = open_storage(settings.out_dir)
+    saving = anyio.Lock()  # the state is saved by one task at a time (_save)
     await anyio.to_thread.run_sync(root.prepare)
     lock = root.lock(SYNC_LOCK)
     await anyio.to_thread.run_sync(lock.__enter__)
@@ -210,7 +216,7 @@ async def sync(
             view = current_view(state.batches)
             trusted = await _trusted(root, state, view)
             todo = [state.batches[b].batch(dataset_id) for b in view if b not in trusted]
-            await _save(root, state)  # what the Catalog said; it vouches for no batch yet
+            await _save(root, state, saving)  # what the Catalog said; it vouches for no batch yet
 
             async def commit(run: BatchRun) -> None:
                 report = run.report
@@ -221,7 +227,7 @@ async def sync(
                 if raw is None:
                     return
                 state.update(batch_id, complete=True, manifest_sha256=manifest_digest(raw))
-                await _save(root, state)  # after the manifest: it now vouches for the batch
+                await _save(root, state, saving)  # after the manifest: it now vouches for the batch
 
             reports: tuple[BatchReport, ...] = ()
             if todo:
@@ -246,7 +252,7 @@ async def sync(
                     await anyio.to_thread.run_sync(root.remove_tree, batch_id)
                     pruned.append(batch_id)
                 state.update(batch_id, pruned=True)
-            await _save(root, state)
+            await _save(root, state, saving)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(lock.__exit__, None, None, None)

@@ -266,10 +266,10 @@ def test_kill_9_between_the_manifest_and_the_state_then_a_rerun_converges(
         "import os, signal, sys\n"
         "import asyncdl.current.run as run\n"
         "real = run._save\n"
-        "async def save(root, state):\n"
+        "async def save(root, state, saving):\n"
         "    if any(b.complete for b in state.batches.values()):\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    await real(root, state)\n"
+        "    await real(root, state, saving)\n"
         "run._save = save\n"
         "from asyncdl.cli import main\n"
         f"sys.argv = ['asyncdl', 'sync', {DATASET!r}, '--out', {str(tmp_path)!r}]\n"
@@ -319,3 +319,43 @@ def test_a_busy_directory_exits_75_at_once(served: Emulator, tmp_path: Path) -> 
     assert code == 75
     assert "sync.lock is held by another run (pid" in stderr
     assert "Traceback" not in stderr
+
+
+async def test_two_saves_at_once_leave_the_newer_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches finishing together save the state concurrently: the older snapshot's write
+    must never land last (the newer batch would be forgotten and fetched again)."""
+    import time
+
+    import anyio
+
+    from asyncdl.current import run
+    from asyncdl.current.state import SyncState
+    from asyncdl.models import Batch, BatchMetrics
+
+    root = LocalStorage(tmp_path)
+    real_replace = LocalStorage.replace
+    calls: list[int] = []
+
+    def replace(self: LocalStorage, relpath: str, data: bytes, *, durable: bool = False) -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            time.sleep(0.1)  # the first save's write is slow
+        real_replace(self, relpath, data, durable=durable)
+
+    monkeypatch.setattr(LocalStorage, "replace", replace)
+    state = SyncState(org_id="O", sandbox="prod", dataset_id="D")
+    saving = anyio.Lock()
+
+    async def finish(batch_id: str, after_s: float) -> None:
+        await anyio.sleep(after_s)
+        state.learn(Batch(id=batch_id, status="success", metrics=BatchMetrics()))
+        await run._save(root, state, saving)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(finish, "B1", 0.0)
+        tg.start_soon(finish, "B2", 0.02)
+    saved = json.loads((tmp_path / sync_state("D")).read_text())
+    assert len(calls) == 2
+    assert {"B1", "B2"} <= set(json.dumps(saved["batches"]).split('"'))

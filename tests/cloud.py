@@ -12,7 +12,7 @@ import datetime as dt
 import email.utils
 import hashlib
 import hmac
-import socket
+import re
 import subprocess
 import time
 import urllib.error
@@ -141,11 +141,7 @@ def moto_s3() -> Iterator[MotoS3]:
         server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+_AZURITE_LISTENING = re.compile(r"successfully listens on http://127\.0\.0\.1:(\d+)")
 
 
 @dataclass(frozen=True)
@@ -321,7 +317,6 @@ def _sas_time(when: dt.datetime) -> str:
 def azurite(log: Path) -> Iterator[Azurite]:
     if not AZURITE.exists():
         pytest.fail(f"{AZURITE} is missing: run `make install` (it installs Azurite from npm)")
-    port = _free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
@@ -332,8 +327,7 @@ def azurite(log: Path) -> Iterator[Azurite]:
                 "--blobHost",
                 "127.0.0.1",
                 "--blobPort",
-                str(port),
-                "--silent",
+                "0",  # the system picks; Azurite says which (below)
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -341,14 +335,11 @@ def azurite(log: Path) -> Iterator[Azurite]:
         )
     try:
         deadline = time.monotonic() + _START_TIMEOUT_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"Azurite did not start: {log.read_text(errors='replace')}")
-                time.sleep(0.05)
+        while (listening := _AZURITE_LISTENING.search(log.read_text(errors="replace"))) is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Azurite did not start: {log.read_text(errors='replace')}")
+            time.sleep(0.05)
+        port = int(listening.group(1))
         yield Azurite(endpoint=f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
     finally:
         process.terminate()

@@ -1,8 +1,10 @@
 """The HTTP boundary: the only package that imports the aiohttp client.
 
-``session`` owns the run's ``ClientSession`` (headers, origin lock, redirects, 401 replay, JSON
-retries, IMS), ``answers`` what an answer is (a byte stream, a JSON page, a file), ``failures``
-how an error answer reads, ``transport`` aiohttp itself and the translation of its failures,
+``session`` is the client the rest of asyncdl calls (JSON exchanges with retries, pages, HEAD,
+byte streams), ``sender`` how each request goes out (the run's ``ClientSession``, headers,
+origin lock, redirects, 401 replay, IMS), ``answers`` what an answer is (a byte stream, a JSON
+page, a file), ``failures`` how an error answer reads, ``transport`` aiohttp itself and the
+translation of its failures,
 ``origins`` which URLs are the API's, ``signing`` the credentials of a store a source reads from
 (added to each of its requests as it is sent, never kept in an href).
 """

@@ -145,20 +145,7 @@ def export_audience_command(
     except ConfigError as error:
         fail(str(error), EXIT_USAGE)
     environment = load_environment(ctx)
-    flags = DownloadFlags(
-        out=out_dir or AUDIENCE_OUT,
-        concurrency=concurrency,
-        retries=retries,
-        timeout=timeout,
-        segment_size=segment_size,
-        segment_threshold=segment_threshold,
-        adaptive=adaptive,
-        fsync=fsync,
-        checksum=checksum,
-        allow_host=allow_host,
-        ca_bundle=ca_bundle,
-        base_url=base_url,
-    )
+    flags = DownloadFlags.of(locals(), out=out_dir or AUDIENCE_OUT)
     settings = flags.settings(environment)
     credentials = credentials_from(environment)
     watch = JobWatch(

@@ -232,20 +232,7 @@ def download_command(
         fail("--dry-run lists one export (the newest, or --export-time)", EXIT_USAGE)
     zone = _zone(folder, settle, s3_endpoint, s3_region)
     environment = load_environment(ctx)
-    flags = DownloadFlags(
-        out=out_dir,
-        concurrency=concurrency,
-        retries=retries,
-        timeout=timeout,
-        segment_size=segment_size,
-        segment_threshold=segment_threshold,
-        adaptive=adaptive,
-        fsync=fsync,
-        checksum=checksum,
-        allow_host=allow_host,
-        ca_bundle=ca_bundle,
-        base_url=base_url,
-    )
+    flags = DownloadFlags.of(locals())
     settings = flags.settings(environment)
     credentials = credentials_from(environment)
     record = make_listener(quiet=quiet or dry_run, as_json=as_json and not dry_run)

@@ -126,20 +126,7 @@ def download_command(
     if batch and latest != 1:
         fail("--latest and --batch are exclusive", EXIT_USAGE)
     environment = load_environment(ctx)
-    flags = DownloadFlags(
-        out=out_dir,
-        concurrency=concurrency,
-        retries=retries,
-        timeout=timeout,
-        segment_size=segment_size,
-        segment_threshold=segment_threshold,
-        adaptive=adaptive,
-        fsync=fsync,
-        checksum=checksum,
-        allow_host=allow_host,
-        ca_bundle=ca_bundle,
-        base_url=base_url,
-    )
+    flags = DownloadFlags.of(locals())
     settings = flags.settings(environment)
     credentials = credentials_from(environment)
     try:

@@ -366,16 +366,7 @@ def demo_command(
         faults=Faults(),
     )
     listener = make_listener(quiet=False, as_json=False)
-    flags = DownloadFlags(
-        out=out_dir or DEMO_OUT,
-        concurrency=concurrency,
-        retries=retries,
-        timeout=timeout,
-        segment_size=segment_size,
-        segment_threshold=segment_threshold,
-        adaptive=adaptive,
-        fsync=fsync,
-    )
+    flags = DownloadFlags.of(locals(), out=out_dir or DEMO_OUT)
     flags.settings({})  # a bad value is a usage error before the emulator starts
 
     async def job() -> tuple[str, DownloadResult]:

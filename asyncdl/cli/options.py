@@ -8,7 +8,8 @@ what the user set reaches ``DownloadSettings``; the defaults themselves, shown i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,6 +150,15 @@ class DownloadFlags:
     allow_host: list[str] | None = None
     ca_bundle: Path | None = None
     base_url: str | None = None
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any], **chosen: Any) -> DownloadFlags:
+        """The shared download options among a command's ``arguments`` (its ``locals()``, as
+        typer converted them), by name (``--out`` is each command's ``out_dir``); ``chosen``
+        sets some as the command decides. A command without one of them leaves it unset."""
+        values = {f.name: arguments.get(f.name) for f in fields(cls)}
+        values["out"] = arguments.get("out_dir")
+        return cls(**{**values, **chosen})
 
     def settings(self, environment: dict[str, Setting], **fixed: Any) -> DownloadSettings:
         """``DownloadSettings`` from what was set (flags > ``AEP_BASE_URL`` > defaults), plus

@@ -93,20 +93,7 @@ def sync_command(
     except typer.BadParameter as error:
         fail(f"--lookback: {error}", 2)
     environment = load_environment(ctx)
-    flags = DownloadFlags(
-        out=out_dir,
-        concurrency=concurrency,
-        retries=retries,
-        timeout=timeout,
-        segment_size=segment_size,
-        segment_threshold=segment_threshold,
-        adaptive=adaptive,
-        fsync=fsync,
-        checksum=checksum,
-        allow_host=allow_host,
-        ca_bundle=ca_bundle,
-        base_url=base_url,
-    )
+    flags = DownloadFlags.of(locals())
     settings = flags.settings(environment)
     credentials = credentials_from(environment)
     record = make_listener(quiet=quiet, as_json=as_json)

@@ -335,3 +335,28 @@ def test_only_what_the_user_set_reaches_the_settings() -> None:
     assert chosen == DownloadSettings(
         base_url="http://127.0.0.1:1", concurrency=3, segment_bytes=2 << 20, fsync=False
     )
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "download.download_command",
+        "sync.sync_command",
+        "audience.export_audience_command",
+        "dlz.download_command",
+    ],
+)
+def test_a_downloading_command_names_each_download_option_as_the_flags_do(callback: str) -> None:
+    """``DownloadFlags.of(locals())`` reads the options by name: a renamed parameter would be
+    silently unset, so every command's parameters must carry every field's name."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    from asyncdl.cli.options import DownloadFlags
+
+    module, _, name = callback.partition(".")
+    function = getattr(importlib.import_module(f"asyncdl.cli.{module}"), name)
+    parameters = set(inspect.signature(function).parameters)
+    wanted = {f.name for f in dataclasses.fields(DownloadFlags)} - {"out"} | {"out_dir"}
+    assert wanted <= parameters, wanted - parameters

@@ -351,11 +351,17 @@ def _on_disk(below: Storage, planned: PlannedBatch) -> PlannedBatch:
 
 async def _commit(root: Storage, state: DlzState, run: BatchRun, export: Export) -> None:
     """An export's batch is in: its manifest says where it came from, then the state vouches
-    for it if it arrived whole and reconciled (manifest first: a crash between repeats work)."""
+    for it if it arrived whole and reconciled (manifest first: a crash between repeats work).
+
+    An export taken before it was complete (``--partial``) is never vouched for, however well
+    what was there arrived: ``--all-new`` must come back for the rest.
+    """
     run.manifest.extra["source"] = _source(export)
     await run.manifest.save()
     report = run.report
     if report is None or not (report.ok and report.reconciliation is not None):
+        return
+    if not export.completeness.complete:
         return
     raw = await anyio.to_thread.run_sync(run.storage.read, MANIFEST_NAME)
     if raw is None:

@@ -153,7 +153,11 @@ def _from_manifest(raw: bytes, dataset_id: str) -> KnownExport | None:
     if not isinstance(source, dict) or source.get("kind") != SOURCE_KIND:
         return None
     reconciliation = document.get("reconciliation")
-    complete = isinstance(reconciliation, dict) and reconciliation.get("ok") is True
+    complete = (
+        isinstance(reconciliation, dict)
+        and reconciliation.get("ok") is True
+        and source.get("complete") is True  # taken whole, not a --partial folder's share
+    )
     return KnownExport(
         export_time=str(source.get("export_time")),
         folder=str(source.get("folder") or ""),

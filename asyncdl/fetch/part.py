@@ -77,6 +77,12 @@ async def fetch_part(
             skipped = await _skip(storage, part, known, options)
             if skipped is not None:
                 return skipped
+        if part.etag is not None and not absent:
+            # An object's unfinished bytes from an earlier run: nothing says which version they
+            # are of (a prefix of the old one would be sealed under the new one's If-Match, and
+            # a full-size one would skip the MD5 that only an answer states). Fetched afresh.
+            await off_loop(file.remove)
+            absent = True
         restarts = 0
         while True:
             stored = StoredDigest()  # a new version states its own MD5

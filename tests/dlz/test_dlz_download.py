@@ -300,3 +300,48 @@ async def test_include_exclude_and_dry_run_apply_as_for_batches(
     assert planned.bytes_to_fetch == sum(len(files[name]) for name in others)
     assert [p.relpath for p in again.planned[0].parts] == others
     assert len(zone.proxy.blob_gets()) == fetched  # a dry run reads no file
+
+
+@pytest.mark.parametrize("rebuilt", [False, True], ids=["state", "state-rebuilt"])
+async def test_a_partial_export_taken_anyway_is_fetched_whole_by_a_later_all_new(
+    emulator_config: EmulatorFactory, zone: LandingZone, tmp_path: Path, rebuilt: bool
+) -> None:
+    """``--partial`` takes what is there; the state (kept, or rebuilt from the manifests) must
+    not vouch for the export, or ``--all-new`` would never come back for the files that land
+    after it."""
+    async with running_emulator(
+        emulator_config(dataset=DATASET_SHAPE, landing_zone=zone.answer())
+    ) as emu:
+        newest = emu.batches_for(DATASET)[0]
+        last, *first = sorted(newest.parts, key=lambda p: p.name, reverse=True)
+        for part in first:  # still running: two of three files, no manifest, written just now
+            zone.put(zone.key(part.name, time=NEWER), part.path.read_bytes())
+        taken = await _run(emu, tmp_path, partial=True)
+        assert taken.ok
+        zone.put(zone.key(last.name, time=NEWER), last.path.read_bytes())  # the export ends
+        if rebuilt:
+            (tmp_path / dlz_state(DATASET)).unlink(missing_ok=True)
+        again = await _run(emu, tmp_path, all_new=True, zone=Zone(settle_s=0.0))
+        after = await _run(emu, tmp_path, all_new=True, zone=Zone(settle_s=0.0))
+    assert [e.export_time for e in again.chosen] == [NEWER]
+    below = tmp_path / DATASET / f"exportTime={NEWER}"
+    assert (below / last.name).read_bytes() == last.path.read_bytes()
+    assert [e.export_time for e in after.chosen] == []  # now it is whole, and vouched for
+
+
+async def test_an_unfinished_part_of_an_earlier_run_is_fetched_afresh(
+    emulator_config: EmulatorFactory, zone: LandingZone, tmp_path: Path
+) -> None:
+    """Nothing records which version an earlier run's ``.part`` holds: a full-size one with a
+    wrong byte must not be sealed without the MD5 that only an answer states."""
+    shape = {"files_per_batch": 1, "parts_per_file": 1, "part_bytes": 200_000}
+    async with running_emulator(emulator_config(dataset=shape, landing_zone=zone.answer())) as emu:
+        ((name, data),) = zone.export(emu.batches_for(DATASET)[0], NEWER).items()
+        below = tmp_path / DATASET / f"exportTime={NEWER}"
+        below.mkdir(parents=True)
+        wrong = bytearray(data)
+        wrong[len(wrong) // 2] ^= 0xFF  # the same size, the footer intact, one byte wrong
+        (below / f"{name}.part").write_bytes(bytes(wrong))
+        result = await _run(emu, tmp_path)
+    assert result.ok, [r.error for r in result.fetched.failed]
+    assert (below / name).read_bytes() == data

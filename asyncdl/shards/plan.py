@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UnsafeNameError
+from ..layout import reserved
+from ..listing.names import check_name, check_relpath
 from ..models import Batch, BatchMetrics, Part, count
 from ..results import PlannedBatch, RejectedEntry
 
@@ -122,6 +125,8 @@ class ShardPlan:
                 )
                 if plan_digest(parts) != item.get("digest"):
                     raise ValueError(f"the parts of batch {batch.id} do not match its digest")
+                for part in parts:
+                    _check_placement(part)
                 rejected = tuple(
                     RejectedEntry(batch_id=batch.id, name=str(r["name"]), reason=str(r["reason"]))
                     for r in item.get("rejected") or ()
@@ -142,3 +147,17 @@ class ShardPlan:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed plan: {exc}") from exc
+
+
+def _check_placement(part: Part) -> None:
+    """A planned part goes where a listing would have put it, or nowhere: the digest proves
+    the parts unchanged only to whoever trusts the plan's writer (anyone can recompute it), and
+    a plan on a shared volume or bucket must not write outside ``--out``."""
+    try:
+        check_name(part.batch_id)
+        check_name(part.dataset_file_id)
+        check_relpath(part.relpath)
+    except UnsafeNameError as exc:
+        raise ValueError(f"a planned part has an unsafe name: {exc}") from exc
+    if reserved(part.relpath) or not part.relpath.endswith(part.name):
+        raise ValueError(f"a planned part is placed at {part.relpath!r}, not under its name")

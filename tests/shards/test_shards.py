@@ -23,6 +23,7 @@ from asyncdl.shards import (
     download_shard,
     finalize,
     make_plan,
+    plan_digest,
     read_plan,
     shard_of,
     write_plan,
@@ -206,6 +207,42 @@ async def test_a_tampered_plan_is_refused(emulator_config: EmulatorFactory, tmp_
     (tmp_path / "plan.json").write_text(json.dumps(document))
     with pytest.raises(ConfigError, match="do not match its digest"):
         await read_plan(tmp_path / "plan.json")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("relpath", "../../escaped.parquet"),
+        ("relpath", "manifest.json"),
+        ("relpath", "other-name.parquet"),
+        ("dataset_file_id", ".."),
+    ],
+)
+async def test_a_plan_that_places_a_part_elsewhere_is_refused_whatever_its_digest(
+    emulator_config: EmulatorFactory, tmp_path: Path, field: str, value: str
+) -> None:
+    """Anyone can recompute a digest: a plan on a shared volume must not write outside --out."""
+    async with running_emulator(emulator_config(dataset=SHAPE)) as emu:
+        shard_plan = await make_plan(
+            DATASET,
+            shards=1,
+            credentials=credentials_for(emu),
+            settings=settings_for(emu, tmp_path),
+        )
+    await write_plan(tmp_path / "plan.json", shard_plan)
+    document = json.loads((tmp_path / "plan.json").read_text())
+    planned = document["batches"][0]
+    planned["parts"][0][field] = value
+    planned["digest"] = plan_digest(
+        Part(batch_id=planned["batch"]["id"], **{k: p[k] for k in _PART_FIELDS})
+        for p in planned["parts"]
+    )
+    (tmp_path / "plan.json").write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="planned part"):
+        await read_plan(tmp_path / "plan.json")
+
+
+_PART_FIELDS = ("dataset_file_id", "name", "relpath", "size", "href")
 
 
 async def test_a_held_shard_is_refused_and_a_rerun_resumes(

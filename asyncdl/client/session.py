@@ -43,6 +43,14 @@ class RetryListener(Protocol):
         """``url`` failed with ``error``; attempt ``attempt + 1`` follows after ``delay_s``."""
 
 
+def _always(error: AsyncdlError) -> bool:
+    return True
+
+
+def _never(error: AsyncdlError) -> bool:
+    return False
+
+
 class _IgnoreRetries:
     def on_request_retry(self, url: str, attempt: int, error: AsyncdlError, delay_s: float) -> None:
         pass
@@ -195,9 +203,12 @@ class AEPClient:
         """GET a JSON document, retrying transient failures with the run's policy."""
         return (await self.get_page(url, params=params)).body
 
-    async def get_page(self, url: str, *, params: Mapping[str, str] | None = None) -> Page:
-        """GET a JSON document with the URL that answered it (for relative hrefs)."""
-        answer = await self._call("GET", url, params=params)
+    async def get_page(
+        self, url: str, *, params: Mapping[str, str] | None = None, retry: bool = True
+    ) -> Page:
+        """GET a JSON document with the URL that answered it (for relative hrefs); with
+        ``retry=False`` one attempt only (a guess nobody waits for must not back off)."""
+        answer = await self._call("GET", url, params=params, may_retry=_always if retry else _never)
         if not isinstance(answer, Page):
             raise ProtocolError(f"{url} answered with an empty body")
         return answer

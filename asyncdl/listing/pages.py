@@ -100,8 +100,10 @@ class _Pager:
     next pages are predictable: the following ``PAGES_AHEAD`` are asked for at once (one round
     trip instead of one each), and used only when a page's own link (or, unlinked, its offset)
     names one of them. A short page ends the listing, so at most ``PAGES_AHEAD - 1`` requests
-    are wasted; a speculative request that fails is dropped (the page is asked for again if it
-    is really needed); a cursor ``start`` is followed link by link.
+    are wasted. A guess is one attempt, dropped if it fails (the page is asked for again, with
+    retries, if it is really needed), and given only as long again as the page that was needed
+    took: the listing never waits on a guess's backoff or a stalled answer. A cursor ``start``
+    is followed link by link.
     """
 
     def __init__(self, client: AEPClient) -> None:
@@ -121,19 +123,19 @@ class _Pager:
 
         async def speculate(guess: str) -> None:
             try:
-                found[guess] = await self._client.get_page(guess)
+                found[guess] = await self._client.get_page(guess, retry=False)
             except AsyncdlError as error:  # never needed, or asked for again when it is
                 log.debug("page asked for ahead %s: %s", guess, error)
 
-        async def needed() -> None:
-            found[url] = await self._client.get_page(url)
-
         async with single_error(), anyio.create_task_group() as tg:
-            tg.start_soon(needed)
             for guess in guesses:
                 tg.start_soon(speculate, guess)
+            asked = anyio.current_time()
+            page = await self._client.get_page(url)
+            # The guesses went out with it: as long again as it took, then they are given up.
+            tg.cancel_scope.deadline = anyio.current_time() + (anyio.current_time() - asked)
         self._ahead = {_canonical(g): found[g] for g in guesses if g in found}
-        return found[url]
+        return page
 
 
 async def pages(client: AEPClient, url: str, *, first: Page | None = None) -> AsyncIterator[Page]:

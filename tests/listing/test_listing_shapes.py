@@ -144,6 +144,35 @@ async def test_a_page_asked_for_ahead_that_fails_is_asked_for_again_when_needed(
     assert listed == [f"F{i}" for i in range(35)]  # ... and the listing is whole all the same
 
 
+@pytest.mark.parametrize("trouble", ["refused with a long Retry-After", "stalled"])
+async def test_the_listing_never_waits_on_a_page_asked_for_ahead(trouble: str) -> None:
+    """The guess for start=20 is refused with a 30 s Retry-After (a retried guess would sleep
+    through it) or never answers: the listing goes on once the needed pages are in."""
+    guessed: list[str] = []
+    files = [{"dataSetFileId": f"F{i}"} for i in range(35)]
+    listed_all = anyio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start = int(request.query.get("start", "0"))
+        if start == 20 and not guessed:
+            guessed.append(request.query_string)
+            if trouble == "stalled":
+                await listed_all.wait()  # (released at the end, so the server can stop)
+            return web.json_response({"message": "busy"}, status=503, headers={"Retry-After": "30"})
+        body: dict[str, Any] = {"data": files[start : start + 10]}
+        if start + 10 < len(files):
+            body["_links"] = {"next": {"href": f"?start={start + 10}&limit=10"}}
+        return web.json_response(body)
+
+    routes = {f"{EXPORT}/batches/{BATCH}/files": handler}
+    async with scripted_api(routes) as base, client_for(base) as client:
+        with anyio.fail_after(10):  # a guess that was waited for takes 30 s or more
+            listed = [f.id async for f in iter_dataset_files(client, BATCH)]
+        listed_all.set()
+    assert guessed  # start=20 was asked for ahead, and that request went wrong ...
+    assert listed == [f"F{i}" for i in range(35)]  # ... and the listing is whole all the same
+
+
 async def test_a_page_that_links_to_itself_ends_the_listing_once_read() -> None:
     def page(request: web.Request) -> dict[str, Any]:
         return {

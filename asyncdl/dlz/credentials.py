@@ -73,9 +73,16 @@ def secrets_of(zone: LandingZone) -> tuple[str, ...]:
     """The values that must never be shown."""
     if isinstance(zone, AzureZone):
         signature = urllib.parse.parse_qs(zone.sas_token).get("sig", [])
-        values = (zone.sas_token, *signature, *(urllib.parse.quote(s) for s in signature))
+        values = (zone.sas_token, *signature, *(_encoded(s) for s in signature))
         return tuple(v for v in values if v)
-    return tuple(v for v in (zone.secret_access_key, zone.session_token) if v)
+    # A session token is base64 ('+', '/', '='): a URL or a log may hold it percent-encoded.
+    token = () if zone.session_token is None else (zone.session_token, _encoded(zone.session_token))
+    return tuple(v for v in (zone.secret_access_key, *token) if v)
+
+
+def _encoded(secret: str) -> str:
+    """``secret`` as it appears in a query string: every reserved character encoded, '/' too."""
+    return urllib.parse.quote(secret, safe="")
 
 
 async def fetch_landing_zone(client: AEPClient, *, now: dt.datetime | None = None) -> LandingZone:

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from asyncdl.dlz.credentials import AzureZone, S3Zone, parse_landing_zone
+from asyncdl.dlz.credentials import AzureZone, S3Zone, parse_landing_zone, secrets_of
 from asyncdl.errors import (
     NoLandingZoneError,
     UnsafeResponseError,
@@ -112,3 +112,20 @@ def test_an_aws_landing_zone_is_signed_per_request_on_its_own_endpoint(
     assert "aws-secret" not in signed.url
     assert "aws-session" in store.signer.secrets()
     assert store.root == "dlz-destination"
+
+
+def test_every_form_a_secret_can_take_in_a_url_is_scrubbed() -> None:
+    """A signature or a session token holds '+', '/' and '=': in a query string each is
+    percent-encoded, '/' included, and that form must be hidden as well as the raw one."""
+    sig = "a+b/c="
+    azure = AzureZone(
+        container_url="https://acct.blob.core.windows.net/dlz",
+        account="acct",
+        container="dlz",
+        sas_token=f"sv=1&sig={sig.replace('+', '%2B').replace('/', '%2F').replace('=', '%3D')}",
+    )
+    assert {sig, "a%2Bb%2Fc%3D"} <= set(secrets_of(azure))
+    s3 = S3Zone(
+        bucket="b", folder="f", access_key_id="AK", secret_access_key="sk", session_token="t/k+n="
+    )
+    assert set(secrets_of(s3)) == {"sk", "t/k+n=", "t%2Fk%2Bn%3D"}

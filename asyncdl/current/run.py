@@ -33,7 +33,7 @@ from ..listing import iter_batches
 from ..pipeline import fetch_batches, resolve_run
 from ..progress import NullProgress, ProgressListener
 from ..results import BatchReport, DownloadResult
-from ..storage import Storage, open_storage
+from ..storage import LockHold, Storage, open_storage
 from .state import BatchState, SyncState, manifest_digest
 from .view import current_view, prunable, superseding
 
@@ -69,13 +69,15 @@ async def _off_loop_read(storage: Storage, relpath: str) -> bytes | None:
     return await anyio.to_thread.run_sync(storage.read, relpath)
 
 
-async def _save(root: Storage, state: SyncState, saving: anyio.Lock) -> None:
-    """The state, synced and atomically replaced: after a crash it is the old or the new.
+async def _save(root: Storage, state: SyncState, saving: anyio.Lock, held: LockHold) -> None:
+    """The state, synced and atomically replaced: after a crash it is the old or the new;
+    never once the sync lock may be another run's (``held.check``).
 
     One save at a time, each encoding the state once it holds ``saving``: two batches that
     finish together save concurrently, and the older snapshot's rename must not land last.
     """
     async with saving:
+        held.check()
         document = state.encode()
         await anyio.to_thread.run_sync(
             lambda: root.replace(sync_state(state.dataset_id), document, durable=True)
@@ -183,7 +185,7 @@ async def sync(
     saving = anyio.Lock()  # the state is saved by one task at a time (_save)
     await anyio.to_thread.run_sync(root.prepare)
     lock = root.lock(SYNC_LOCK)
-    await anyio.to_thread.run_sync(lock.__enter__)
+    held = await anyio.to_thread.run_sync(lock.__enter__)
     try:
         state, rebuilt = await _load(root, credentials=credentials, dataset_id=dataset_id)
         if rebuilt:
@@ -216,7 +218,9 @@ async def sync(
             view = current_view(state.batches)
             trusted = await _trusted(root, state, view)
             todo = [state.batches[b].batch(dataset_id) for b in view if b not in trusted]
-            await _save(root, state, saving)  # what the Catalog said; it vouches for no batch yet
+            await _save(
+                root, state, saving, held
+            )  # what the Catalog said; it vouches for no batch yet
 
             async def commit(run: BatchRun) -> None:
                 report = run.report
@@ -227,7 +231,9 @@ async def sync(
                 if raw is None:
                     return
                 state.update(batch_id, complete=True, manifest_sha256=manifest_digest(raw))
-                await _save(root, state, saving)  # after the manifest: it now vouches for the batch
+                await _save(
+                    root, state, saving, held
+                )  # after the manifest: it now vouches for the batch
 
             reports: tuple[BatchReport, ...] = ()
             if todo:
@@ -245,14 +251,16 @@ async def sync(
         complete = all(state.batches[b].complete for b in view)
         pruned: list[str] = []
         if complete:
+            held.check()
             await _write_current(root, view)
             on_disk = set(await anyio.to_thread.run_sync(root.folders))
             for batch_id in prunable(state.batches, keep=keep):
                 if batch_id in on_disk:
+                    held.check()
                     await anyio.to_thread.run_sync(root.remove_tree, batch_id)
                     pruned.append(batch_id)
                 state.update(batch_id, pruned=True)
-            await _save(root, state, saving)
+            await _save(root, state, saving, held)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(lock.__exit__, None, None, None)

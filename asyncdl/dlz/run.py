@@ -33,7 +33,7 @@ from ..models import Batch, BatchMetrics, Part
 from ..pipeline import fetch_batches, resolve_run
 from ..progress import NullProgress, ProgressListener
 from ..results import BatchReport, DownloadResult, PlannedBatch, RejectedEntry
-from ..storage import Storage, open_storage
+from ..storage import LockHold, Storage, open_storage
 from .completeness import DEFAULT_SETTLE_S
 from .credentials import fetch_landing_zone
 from .exports import Export, find_exports
@@ -281,7 +281,7 @@ async def download_exports(
             )
         await anyio.to_thread.run_sync(root.prepare)
         lock = root.lock(dlz_lock(dataset_id))
-        await anyio.to_thread.run_sync(lock.__enter__)
+        lock_hold = await anyio.to_thread.run_sync(lock.__enter__)
         try:
             state, rebuilt = await anyio.to_thread.run_sync(
                 functools.partial(
@@ -306,7 +306,7 @@ async def download_exports(
 
             async def commit(run: BatchRun) -> None:
                 async with saving:
-                    await _commit(root, state, run, by_name[run.batch.id])
+                    await _commit(root, state, run, by_name[run.batch.id], lock_hold)
 
             reports: tuple[BatchReport, ...] = ()
             if chosen:
@@ -349,13 +349,17 @@ def _on_disk(below: Storage, planned: PlannedBatch) -> PlannedBatch:
     )
 
 
-async def _commit(root: Storage, state: DlzState, run: BatchRun, export: Export) -> None:
+async def _commit(
+    root: Storage, state: DlzState, run: BatchRun, export: Export, lock: LockHold
+) -> None:
     """An export's batch is in: its manifest says where it came from, then the state vouches
     for it if it arrived whole and reconciled (manifest first: a crash between repeats work).
 
     An export taken before it was complete (``--partial``) is never vouched for, however well
-    what was there arrived: ``--all-new`` must come back for the rest.
+    what was there arrived: ``--all-new`` must come back for the rest. Nothing is saved once the
+    lock may be another run's (``lock.check``).
     """
+    lock.check()
     run.manifest.extra["source"] = _source(export)
     await run.manifest.save()
     report = run.report
@@ -373,4 +377,5 @@ async def _commit(root: Storage, state: DlzState, run: BatchRun, export: Export)
         manifest_sha256=manifest_digest(raw),
         check=export.completeness.kind.value,
     )
+    lock.check()
     await anyio.to_thread.run_sync(save_state, root, state)

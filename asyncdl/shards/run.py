@@ -27,7 +27,7 @@ from ..pipeline import fetch_batches, plan, resolve_run, select_batches
 from ..progress import NullProgress, ProgressListener
 from ..results import DownloadResult, PlannedBatch
 from ..slots import StreamSlots
-from ..storage import Storage, open_storage
+from ..storage import LockHold, Storage, open_storage
 from .assign import ShardSpec
 from .finalize import Finalized, finalize_batch, fragment_extra, shard_count
 from .plan import ShardPlan
@@ -120,7 +120,7 @@ async def download_shard(
     await anyio.to_thread.run_sync(root.prepare)
     finalized: list[Finalized] = []
     lock = root.lock(shard_lock(shard.index, shard.count))
-    await _take(lock, wait_s=lock_wait_s)
+    held = await _take(lock, wait_s=lock_wait_s)
     try:
         async with AEPClient(
             credentials=credentials,
@@ -139,6 +139,7 @@ async def download_shard(
             async def recorded(run: BatchRun) -> None:
                 report = run.report
                 complete = report is not None and not report.failed and not report.rejected
+                held.check()  # the fragment and the batch's finalization are the shard's to write
                 run.manifest.extra.update(
                     fragment_extra(shard=str(shard), parts=run.planned, complete=complete)
                 )
@@ -245,13 +246,12 @@ async def make_plan(
     return ShardPlan(dataset_id=dataset_id, shards=shards, batches=tuple(batches))
 
 
-async def _take(lock: AbstractContextManager[None], *, wait_s: float) -> None:
+async def _take(lock: AbstractContextManager[LockHold], *, wait_s: float) -> LockHold:
     """Enter ``lock``; while another holds it, try again for up to ``wait_s``."""
     deadline = anyio.current_time() + wait_s
     while True:
         try:
-            await anyio.to_thread.run_sync(lock.__enter__)
-            return
+            return await anyio.to_thread.run_sync(lock.__enter__)
         except BusyError:
             if anyio.current_time() >= deadline:
                 raise

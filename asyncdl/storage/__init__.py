@@ -32,6 +32,7 @@ __all__ = [
     "OBJECT_SCHEMES",
     "OBJECT_STREAM_BUFFER_BYTES",
     "LocalStorage",
+    "LockHold",
     "OpenMode",
     "PartFile",
     "PartWriter",
@@ -139,6 +140,14 @@ class SegmentedFile(PartFile, Protocol):
         """Empty a segmented attempt, then forget its record (in that order)."""
 
 
+class LockHold(Protocol):
+    """A lock while it is held: ``check`` before each write that the lock protects."""
+
+    def check(self) -> None:
+        """BusyError once this run can no longer be sure it holds the lock (a lease taken over,
+        or not renewed for its whole length): nothing more may be written under it."""
+
+
 class Storage(Protocol):
     """One batch's place: its parts and asyncdl's records, by relative path."""
 
@@ -182,7 +191,7 @@ class Storage(Protocol):
     def remove_tree(self, relpath: str) -> None:
         """Delete ``relpath`` and everything below it (a pruned batch); absent is fine."""
 
-    def lock(self, relpath: str) -> AbstractContextManager[None]:
+    def lock(self, relpath: str) -> AbstractContextManager[LockHold]:
         """Hold the exclusive lock ``relpath`` for the block (released if the process dies);
         BusyError at once when another holder has it."""
 

@@ -27,6 +27,14 @@ from .local import LocalPartFile, hash_range, storage_error, translated
 __all__ = ["LocalStorage"]
 
 
+class _Flocked:
+    """A held ``flock``: the kernel keeps it until the descriptor is closed, so it is never
+    lost while the run goes on."""
+
+    def check(self) -> None:
+        pass
+
+
 class LocalStorage:
     """A directory as the storage seam (the output root, or one batch below it)."""
 
@@ -142,7 +150,7 @@ class LocalStorage:
             raise storage_error(exc, path, "remove") from exc
 
     @contextmanager
-    def lock(self, relpath: str) -> Iterator[None]:
+    def lock(self, relpath: str) -> Iterator[_Flocked]:
         """``flock`` on ``relpath``: the kernel releases it when the holder exits, however it
         dies (kill -9 included), so a stale lock never blocks the next cron run. The file says
         who holds it, for the refusal's message; it is never deleted (deleting a lock file
@@ -167,6 +175,6 @@ class LocalStorage:
             os.ftruncate(fd, 0)
             holder = f"pid {os.getpid()} on {socket.gethostname()} since {since}\n"
             os.pwrite(fd, holder.encode(), 0)
-            yield
+            yield _Flocked()
         finally:
             os.close(fd)  # releases the lock

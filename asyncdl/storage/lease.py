@@ -5,7 +5,9 @@ A store has no ``flock`` that dies with its holder, so the lock is an object tha
 it and until when (JSON: owner token, host, pid, since, expiry). It is taken with a PUT that
 succeeds only where no object is (``If-None-Match: *``), renewed every third of its length with
 a PUT conditional on the version this holder last wrote (``If-Match``), and deleted on release.
-A renewal that finds another version knows the lease was taken over and logs an error. A lease
+A renewal that finds another version knows the lease was taken over and logs an error; the
+run's next write under the lease (``check``) then stops with BusyError, as it does once no
+renewal has succeeded for a whole lease length (another run may have taken it since). A lease
 past its expiry is taken over with a PUT conditional on the version read, so of two takers only
 one wins. A holder killed outright leaves its lease to expire: the next run waits at most
 ``LEASE_S`` for it.
@@ -94,6 +96,7 @@ class Lease:
         self._token = uuid.uuid4().hex
         self._since = _iso(clock())
         self._version: PutResult | None = None
+        self._renewed = 0.0  # when the lease was last taken or renewed (``clock``)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -110,12 +113,25 @@ class Lease:
             }
         ).encode()
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> Lease:
         self._version = self._take()
+        self._renewed = self._clock()
         self._renewer = threading.Thread(
             target=self._keep, name=f"asyncdl-lease {self._key}", daemon=True
         )
         self._renewer.start()
+        return self
+
+    def check(self) -> None:
+        """BusyError once this run cannot be sure it still holds the lease."""
+        where = self._bucket.where(self._key)
+        if self._version is None:
+            raise BusyError(f"{where}: another run took over this run's lease; it stops here")
+        if self._clock() - self._renewed > self._lease_s:
+            raise BusyError(
+                f"{where}: this run's lease was not renewed for {self._lease_s:.0f} s (another "
+                "run may hold it now); it stops here"
+            )
 
     def _take(self) -> PutResult:
         where = self._bucket.where(self._key)
@@ -149,6 +165,7 @@ class Lease:
             version = self._version
             if version is None:
                 return
+            stamped = self._clock()  # no later than the expiry the renewal writes
             try:
                 renewed = self._bucket.update(self._key, self._document(), version)
             except StorageError as error:
@@ -162,6 +179,7 @@ class Lease:
                 self._version = None
                 return
             self._version = renewed
+            self._renewed = stamped
 
     def __exit__(
         self,

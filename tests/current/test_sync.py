@@ -266,10 +266,10 @@ def test_kill_9_between_the_manifest_and_the_state_then_a_rerun_converges(
         "import os, signal, sys\n"
         "import asyncdl.current.run as run\n"
         "real = run._save\n"
-        "async def save(root, state, saving):\n"
+        "async def save(root, state, saving, held):\n"
         "    if any(b.complete for b in state.batches.values()):\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    await real(root, state, saving)\n"
+        "    await real(root, state, saving, held)\n"
         "run._save = save\n"
         "from asyncdl.cli import main\n"
         f"sys.argv = ['asyncdl', 'sync', {DATASET!r}, '--out', {str(tmp_path)!r}]\n"
@@ -348,10 +348,14 @@ async def test_two_saves_at_once_leave_the_newer_state(
     state = SyncState(org_id="O", sandbox="prod", dataset_id="D")
     saving = anyio.Lock()
 
+    class Held:
+        def check(self) -> None:
+            pass
+
     async def finish(batch_id: str, after_s: float) -> None:
         await anyio.sleep(after_s)
         state.learn(Batch(id=batch_id, status="success", metrics=BatchMetrics()))
-        await run._save(root, state, saving)
+        await run._save(root, state, saving, Held())
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(finish, "B1", 0.0)

@@ -26,6 +26,7 @@ from asyncdl.fetch.plan import SegmentPlan
 from asyncdl.layout import STATE_DIR, SYNC_LOCK
 from asyncdl.storage import open_storage
 from asyncdl.storage.bucket import PART_BYTES, Bucket
+from asyncdl.storage.lease import LEASE_S, Lease
 from asyncdl.storage.objects import ObjectStorage
 from asyncdl.storage.uploads import TAIL_BYTES
 from tests.storage.conftest import AzureContainer, S3Bucket
@@ -270,7 +271,8 @@ def test_a_holder_whose_lease_was_taken_over_says_so_and_leaves_it(
     fast = ObjectStorage(store.storage.bucket, store.storage.prefix, lease_s=0.3)
     lease = fast.lock(SYNC_LOCK)
     with caplog.at_level(logging.ERROR):
-        lease.__enter__()
+        held = lease.__enter__()
+        held.check()  # held: writes may go on
         other = {
             "owner": "other",
             "host": "h",
@@ -282,9 +284,25 @@ def test_a_holder_whose_lease_was_taken_over_says_so_and_leaves_it(
         deadline = time.monotonic() + 20
         while "the lease was taken over" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.02)
+        with pytest.raises(BusyError, match="another run took over this run's lease"):
+            held.check()  # the next write under the lease stops the run
         lease.__exit__(None, None, None)
     assert "this run no longer holds it" in caplog.text
     assert json.loads(fast.read(SYNC_LOCK) or b"")["owner"] == "other"  # not deleted
+
+
+def test_a_lease_not_renewed_for_its_whole_length_stops_the_writes(store: Store) -> None:
+    """Renewals that kept failing (the store unreachable): past the lease's length another run
+    may have taken it, so the holder must not write on."""
+    now = [1_000.0]
+    storage = store.storage
+    lease = Lease(storage.bucket, storage.key(SYNC_LOCK), subject="x", clock=lambda: now[0])
+    with lease as held:
+        now[0] += LEASE_S - 1
+        held.check()
+        now[0] += 2  # no renewal: the renewer waits LEASE_S / 3 of real time first
+        with pytest.raises(BusyError, match="not renewed for 300 s"):
+            held.check()
 
 
 def test_prepare_leaves_nothing_behind(store: Store) -> None:

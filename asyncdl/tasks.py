@@ -22,14 +22,20 @@ async def single_error() -> AsyncIterator[None]:
         yield
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
+        # The user's Ctrl-C (or an exit) outranks everything: the failures beside it are often
+        # its consequence, and it must end the run with its own exit code (130), not theirs.
+        primary: BaseException | None = next(
+            (e for e in leaves if isinstance(e, KeyboardInterrupt | SystemExit)), None
+        )
         # What ends the run outranks a part's own failure: a full disk or refused credentials
         # must not surface as "segment failed" just because that task was first.
         ranked = sorted(
             (e for e in leaves if isinstance(e, AsyncdlError)),
             key=lambda e: not isinstance(e, RUN_ENDING),
         )
-        primary: BaseException | None = ranked[0] if ranked else None
-        if primary is None:  # KeyboardInterrupt and friends pass through as themselves
+        if primary is None and ranked:
+            primary = ranked[0]
+        if primary is None:  # cancellation and other BaseExceptions pass through as themselves
             primary = next((e for e in leaves if not isinstance(e, Exception)), None)
         if primary is None and len(leaves) == 1:
             primary = leaves[0]  # a bug, however deeply nested task groups wrapped it

@@ -15,6 +15,7 @@ rerun (finished parts skipped, temp files continued), and its shard's lock died 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import time
 import uuid
@@ -36,7 +37,7 @@ from .results import PlannedBatch
 from .shards import Finalized, ShardPlan, ShardSpec, download_shard, make_plan
 from .shards.finalize import finalize_batch
 from .slots import StreamSlots
-from .storage import open_storage
+from .storage import LocalStorage, open_storage
 
 __all__ = ["ClusterResult", "TaskOutcome", "download_on_cluster", "parse_cluster"]
 
@@ -116,17 +117,29 @@ class ClusterResult:
         return sum(t.fetched_bytes for t in self.tasks)
 
 
+#: How long one wait for a lease of the cluster's stream budget lasts before it is asked again.
+_BUDGET_WAIT_S = 1.0
+
+
 class _BudgetedSlots(StreamSlots):
     """The worker's stream slots, each stream also holding a lease of the cluster's budget."""
 
     def __init__(self, maximum: int, *, adaptive: bool, budget: Any) -> None:
         super().__init__(maximum, adaptive=adaptive)
         self._budget = budget
+        # Waiting for a lease blocks a thread: in threads of its own, not anyio's default 40,
+        # or at -j 40 and more the waiters would hold every thread the writes of the streams
+        # that have a lease need, and nothing would move again.
+        self._waiting = anyio.CapacityLimiter(maximum)
 
     async def __aenter__(self) -> float:
         started_at = await super().__aenter__()
         try:
-            await anyio.to_thread.run_sync(self._budget.acquire)
+            # In short waits, so a cancelled stream stops waiting (a thread cannot be
+            # interrupted): cancellation is delivered between them.
+            wait = functools.partial(self._budget.acquire, timeout=_BUDGET_WAIT_S)
+            while not await anyio.to_thread.run_sync(wait, limiter=self._waiting):
+                pass
         except BaseException:
             await super().__aexit__(None, None, None)
             raise
@@ -277,6 +290,10 @@ async def download_on_cluster(
     listener = on_progress or NullProgress()
     started = time.monotonic()
     root = open_storage(settings.out_dir)
+    if isinstance(root, LocalStorage):
+        # Workers run elsewhere (another process, another host on a shared volume), each
+        # with its own working directory: a relative --out must mean this one's.
+        settings = dataclasses.replace(settings, out_dir=root.root.absolute())
     await anyio.to_thread.run_sync(root.prepare)
     local = None
     if isinstance(target, int):

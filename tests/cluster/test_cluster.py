@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asyncdl.cluster import download_on_cluster, parse_cluster
+from asyncdl.cluster import _BudgetedSlots, download_on_cluster, parse_cluster
 from asyncdl.emulator import Emulator
 from asyncdl.errors import ConfigError
 from tests.helpers import (
@@ -139,17 +139,50 @@ def test_a_worker_killed_mid_run_and_the_job_still_completes(
 
 
 def test_the_command_runs_on_a_local_cluster(
-    emulator_config: EmulatorFactory, tmp_path: Path
+    emulator_config: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # --out relative: it means this directory, for every worker
     with threaded_emulator(emulator_config()) as emu:
         env = env_for(emu)
-        args = ["download", DATASET, "--cluster", "local:2", "--out", str(tmp_path), "-q"]
+        args = ["download", DATASET, "--cluster", "local:2", "--out", "out", "-q"]
         code, stdout, stderr = run_cli(args, env)
         newest = emu.batches_for(DATASET)[0]
         assert code == 0, stderr
         assert "finalized from 2 shards" in stdout
         assert "tasks on local:2" in stdout
-        assert_identical(newest, tmp_path)
+        assert_identical(newest, tmp_path / "out")
         code, _, stderr = run_cli([*args, "--shard", "1/2"], env)
         assert code == 2
         assert "no --shard or --plan" in stderr
+
+
+class FakeBudget:
+    """A cluster's stream budget of ``leases``, as dask's Semaphore answers: acquire(timeout)
+    says whether a lease was had within the timeout."""
+
+    def __init__(self, leases: int) -> None:
+        self._free = threading.Semaphore(leases)
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        return self._free.acquire(timeout=30 if timeout is None else min(timeout, 0.05))
+
+    def release(self) -> None:
+        self._free.release()
+
+
+async def test_more_streams_waiting_for_the_budget_than_anyio_has_threads_still_finish() -> None:
+    """60 streams on a worker, a budget of 2: 58 wait for a lease while the 2 that have one
+    write through anyio's default threads (40). Waiting there too would take every one of
+    them and the writers would never get one."""
+    slots = _BudgetedSlots(60, adaptive=False, budget=FakeBudget(2))
+    written: list[int] = []
+
+    async def stream(index: int) -> None:
+        async with slots:
+            await anyio.to_thread.run_sync(written.append, index)
+
+    with anyio.fail_after(10):  # a deadlock's threads come back after 30 s (FakeBudget)
+        async with anyio.create_task_group() as tg:
+            for index in range(60):
+                tg.start_soon(stream, index)
+    assert sorted(written) == list(range(60))

@@ -38,6 +38,7 @@ from .shards import Finalized, ShardPlan, ShardSpec, download_shard, make_plan
 from .shards.finalize import finalize_batch
 from .slots import StreamSlots
 from .storage import LocalStorage, open_storage
+from .storage.lease import LEASE_S
 
 __all__ = ["ClusterResult", "TaskOutcome", "download_on_cluster", "parse_cluster"]
 
@@ -45,8 +46,9 @@ __all__ = ["ClusterResult", "TaskOutcome", "download_on_cluster", "parse_cluster
 #: returns normally: those are in its outcome).
 TASK_RETRIES = 3
 #: How long a task run again waits for its shard's lock: the worker that held it may still be
-#: dying (a lock in a local or NFS directory goes with its process; a lease when it expires).
-TASK_LOCK_WAIT_S = 120.0
+#: dying (a lock in a local or NFS directory goes with its process, at once; a lease in an
+#: object store when it expires, LEASE_S after its last renewal, plus a minute of clock skew).
+TASK_LOCK_WAIT_S = LEASE_S + 60.0
 #: How long a ``local:N`` cluster keeps a dead worker's stream leases.
 LOCAL_LEASE_TIMEOUT = "5s"
 #: How often a task sends the bytes it received since the last report.

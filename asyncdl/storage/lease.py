@@ -34,10 +34,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ..errors import BusyError, StorageError
-from .bucket import Bucket
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta, PutResult
+
+    from .bucket import Bucket  # (obstore is imported only where a store is used)
 
 __all__ = ["LEASE_S", "Lease"]
 

@@ -31,10 +31,14 @@ _FRAGMENT = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.json$")
 _VERIFIED = frozenset({PartStatus.DOWNLOADED.value, PartStatus.SKIPPED.value})
 
 
-def fragment_extra(*, shard: str, parts: Sequence[Part], complete: bool) -> dict[str, Any]:
-    """What a fragment records beside its parts: who wrote it, of which plan, and whether its
-    share is all there."""
+def fragment_extra(
+    *, shard: str, parts: Sequence[Part], complete: bool, rejected: Sequence[str] = ()
+) -> dict[str, Any]:
+    """What a fragment records beside its parts: who wrote it, of which plan, whether its
+    share is all there, and the listing's entries it refused (why the batch cannot be whole,
+    however often the shard is run again)."""
     return {
+        "rejected": sorted(rejected),
         "shard": shard,
         "plan": {
             "digest": plan_digest(parts),
@@ -98,8 +102,19 @@ async def finalize_batch(
     entries: dict[str, ManifestEntry] = {}
     for index in range(1, shards + 1):
         document = fragments.get(index)
-        if document is None or document.get("complete") is not True:
+        if document is None:
             missing.append(index)
+            continue
+        refused = document.get("rejected") or []
+        if refused and not any("listing entries" in p for p in problems):
+            shown = ", ".join(str(r) for r in refused[:3]) + (", ..." if len(refused) > 3 else "")
+            problems.append(
+                f"{len(refused)} listing entries were rejected ({shown}): the batch cannot be "
+                "whole, however often its shards run"
+            )
+        if document.get("complete") is not True:
+            if not refused:
+                missing.append(index)
             continue
         plan = document.get("plan")
         if not isinstance(plan, dict) or plan.get("digest") != digest:

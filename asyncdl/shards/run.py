@@ -141,7 +141,12 @@ async def download_shard(
                 complete = report is not None and not report.failed and not report.rejected
                 held.check()  # the fragment and the batch's finalization are the shard's to write
                 run.manifest.extra.update(
-                    fragment_extra(shard=str(shard), parts=run.planned, complete=complete)
+                    fragment_extra(
+                        shard=str(shard),
+                        parts=run.planned,
+                        complete=complete,
+                        rejected=[e.name for e in run.rejected],
+                    )
                 )
                 await run.save(force=True)
                 if finalize_done and complete:

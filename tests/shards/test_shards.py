@@ -17,7 +17,7 @@ from aiohttp import web
 from asyncdl.emulator import Emulator, running_emulator
 from asyncdl.errors import BusyError, ConfigError
 from asyncdl.layout import fragment_name, shard_lock
-from asyncdl.models import Part
+from asyncdl.models import Batch, BatchMetrics, Part
 from asyncdl.shards import (
     ShardSpec,
     download_shard,
@@ -28,6 +28,7 @@ from asyncdl.shards import (
     shard_of,
     write_plan,
 )
+from asyncdl.shards.finalize import finalize_batch, fragment_extra
 from asyncdl.storage import LocalStorage
 from tests.helpers import (
     DATASET,
@@ -341,3 +342,22 @@ def test_the_shard_commands_end_to_end(emulator_config: EmulatorFactory, tmp_pat
         code, _, stderr = run_cli(["download", DATASET, "--shard", "3/2", "--out", out], env)
         assert code == 2
         assert "1 <= K <= N" in stderr
+
+
+async def test_a_batch_with_rejected_entries_says_so_instead_of_missing_shards(
+    tmp_path: Path,
+) -> None:
+    """Shards 1 and 2 ran but the listing held an entry asyncdl refuses: no rerun of a shard can
+    make the batch whole, and "missing shards 1/3, 2/3" would send the user to run them again."""
+    storage = LocalStorage(tmp_path)
+    for index in (1, 2):
+        extra = fragment_extra(shard=f"{index}/3", parts=[], complete=False, rejected=["../x"])
+        storage.replace(fragment_name(index, 3), json.dumps({**extra, "parts": []}).encode())
+    batch = Batch(id="B1", status="success", metrics=BatchMetrics())
+    outcome = await finalize_batch(storage, batch, [], shards=3)
+    assert not outcome.ok
+    assert outcome.missing == (3,)  # the one that has not run
+    assert outcome.problems == (
+        "1 listing entries were rejected (../x): the batch cannot be whole, however often its"
+        " shards run",
+    )

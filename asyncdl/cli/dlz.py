@@ -228,8 +228,6 @@ def download_command(
         fail("--export-time and --all-new are exclusive", EXIT_USAGE)
     if export_time is not None and not _EXPORT_TIME.match(export_time):
         fail(f"--export-time takes YYYYMMDDHHMM, got {export_time!r}", EXIT_USAGE)
-    if dry_run and all_new:
-        fail("--dry-run lists one export (the newest, or --export-time)", EXIT_USAGE)
     zone = _zone(folder, settle, s3_endpoint, s3_region)
     environment = load_environment(ctx)
     flags = DownloadFlags.of(locals())

@@ -259,8 +259,20 @@ async def download_exports(
         store = await _open_zone(client, zone)
         exports = await _exports(store, dataset_id, zone)
         if dry_run:
+            known = None
+            if all_new:  # what is new is what the state does not vouch for: read, not written
+                known, _ = await anyio.to_thread.run_sync(
+                    functools.partial(
+                        load_state,
+                        root,
+                        org_id=credentials.org_id,
+                        sandbox=credentials.sandbox,
+                        dataset_id=dataset_id,
+                    )
+                )
+                await anyio.to_thread.run_sync(forget_changed, root, known)
             chosen, held, _ = _choose(
-                exports, export_time=export_time, all_new=False, partial=partial, known=None
+                exports, export_time=export_time, all_new=all_new, partial=partial, known=known
             )
             below = root.sub(dataset_id)
             plan = [

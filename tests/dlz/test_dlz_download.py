@@ -101,9 +101,15 @@ async def test_all_new_twice_fetches_nothing_the_second_time(
         newest, older = emu.batches_for(DATASET)[:2]
         older_files = zone.export(older, OLDER)
         newer_files = zone.export(newest, NEWER)
+        before = await _run(emu, tmp_path, all_new=True, dry_run=True)
+        assert not tmp_path.exists() or not any(tmp_path.iterdir())  # a dry run writes nothing
         first = await _run(emu, tmp_path, all_new=True)
         fetched = len(zone.proxy.blob_gets())
+        after = await _run(emu, tmp_path, all_new=True, dry_run=True)
         second = await _run(emu, tmp_path, all_new=True)
+    # A dry run of --all-new plans what the run would fetch: everything, then nothing.
+    assert [e.export_time for e in before.chosen] == [NEWER, OLDER]
+    assert after.chosen == ()
     assert first.ok
     assert second.ok
     assert [e.export_time for e in first.chosen] == [NEWER, OLDER]
@@ -123,7 +129,9 @@ async def test_all_new_twice_fetches_nothing_the_second_time(
     async with running_emulator(
         emulator_config(dataset=DATASET_SHAPE, landing_zone=zone.answer())
     ) as emu:
+        dry = await _run(emu, tmp_path, all_new=True, dry_run=True)
         third = await _run(emu, tmp_path, all_new=True)
+    assert [e.export_time for e in dry.chosen] == [OLDER]
     assert [e.export_time for e in third.chosen] == [OLDER]
     assert {r.status for r in third.fetched.results} == {PartStatus.SKIPPED}
 

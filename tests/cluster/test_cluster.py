@@ -11,7 +11,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asyncdl.cluster import _BudgetedSlots, download_on_cluster, parse_cluster
+from asyncdl.cluster import download_on_cluster, parse_cluster
+from asyncdl.cluster_task import BudgetedSlots
 from asyncdl.emulator import Emulator
 from asyncdl.errors import ConfigError
 from tests.helpers import (
@@ -174,7 +175,7 @@ async def test_more_streams_waiting_for_the_budget_than_anyio_has_threads_still_
     """60 streams on a worker, a budget of 2: 58 wait for a lease while the 2 that have one
     write through anyio's default threads (40). Waiting there too would take every one of
     them and the writers would never get one."""
-    slots = _BudgetedSlots(60, adaptive=False, budget=FakeBudget(2))
+    slots = BudgetedSlots(60, adaptive=False, budget=FakeBudget(2))
     written: list[int] = []
 
     async def stream(index: int) -> None:

@@ -165,6 +165,8 @@ def _s2d(result: ScenarioResult) -> list[Target]:
     )
     base = result.facts.get("disk_base")
     fs = result.facts.get("disk_fs")
+    if fs in ("tmpfs", "ramfs"):
+        fs = f"{fs}: NOT a disk, pass --disk-base"
     return [
         _info(
             "S2d",

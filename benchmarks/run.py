@@ -42,6 +42,7 @@ from sequential import Listing, Session, auth_headers, list_parts
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 EMULATOR_START_TIMEOUT_S = 900.0  # the first run generates the parts (a few GB) into the cache
+LISTING_RETRIES = 4  # the emulator injects at most 2 faults per URL (--max-faults)
 OUT_BASE_MIN_FREE = 4 * 10**9  # the biggest run writes 1 GB; one run's output exists at a time
 
 
@@ -195,7 +196,8 @@ class Bench:
 
     def _listing(self, emu: EmulatorProcess, result: ScenarioResult) -> Listing:
         """The parts as the sequential lister sees them (untimed); the same in every run."""
-        session = Session(emu.base_url, auth_headers(self.env))
+        # Retries: S7b's emulator injects 5xx and 429s into the listing too (at most 2 per URL).
+        session = Session(emu.base_url, auth_headers(self.env), retries=LISTING_RETRIES)
         try:
             listing = list_parts(session, emu.dataset_id)
         finally:

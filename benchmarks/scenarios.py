@@ -355,8 +355,8 @@ S9B = Scenario(
 S2D = Scenario(
     key="S2d",
     title="S2 on this machine's disk: 64 parts of 16 MB (1 GB), fsync on and off, beside tmpfs",
-    note="issue 18; output under --disk-base (default /var/tmp, checked not to be tmpfs);"
-    " information only",
+    note="issue 18; output under --disk-base (default /var/tmp; the verdict row names its"
+    " file-system type); information only",
     serve_args=S2.serve_args,
     tools=(
         Tool(

@@ -1,14 +1,17 @@
-"""The programs a scenario compares, as command lines: asyncdl, the sequential script, aria2c, curl.
+"""The programs a scenario compares, as command lines: asyncdl, the sequential script, aria2c,
+curl and the aiohttp floor (``floor.py``, issue 18).
 
 Each ``Tool`` turns a ``RunContext`` (emulator URL, dataset, the finished listing, a fresh output
-directory) into an argv. aria2c and curl are handed the URL list the sequential lister built
-(untimed) plus the four AEP headers; asyncdl and the sequential script list by themselves inside
-their timed run. ``availability`` says why a tool cannot run here (aria2c missing and not
-installable, an asyncdl flag not there yet), so the table can say so instead of failing.
+directory) into an argv. aria2c, curl and the aiohttp floor are handed the URL list the
+sequential lister built (untimed) plus the four AEP headers; asyncdl and the sequential script
+list by themselves inside their timed run. ``availability`` says why a tool cannot run here
+(aria2c missing and not installable, an asyncdl flag not there yet), so the table can say so
+instead of failing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,6 +35,7 @@ __all__ = [
 
 BENCH_DIR = Path(__file__).resolve().parent
 SEQUENTIAL_SCRIPT = BENCH_DIR / "sequential.py"
+FLOOR_SCRIPT = BENCH_DIR / "floor.py"
 #: What the emulator accepts (``asyncdl serve`` prints the same values).
 CREDENTIALS = {
     "AEP_ACCESS_TOKEN": "emulator-token",
@@ -63,7 +67,8 @@ class RunContext:
 class Tool:
     """One column of a scenario: a program plus its options.
 
-    ``kind`` is asyncdl, sequential, aria2c or curl; ``concurrency`` is -j for asyncdl and aria2c.
+    ``kind`` is asyncdl, sequential, aria2c, curl or floor (the bare aiohttp loop);
+    ``concurrency`` is -j for asyncdl, aria2c and the floor.
     """
 
     label: str
@@ -74,6 +79,8 @@ class Tool:
     #: The emulator's flags for this tool's runs instead of the scenario's (S7b's floor: the
     #: same emulator without the fault being measured); the listing must stay the same.
     serve_args: tuple[str, ...] | None = None
+    #: Write this tool's output on the machine's disk instead of the bench's tmpfs (S2d).
+    on_disk: bool = False
 
     def argv(self, ctx: RunContext, *, asyncdl: Path, python: Path) -> list[str]:
         if self.kind == "asyncdl":
@@ -120,6 +127,17 @@ class Tool:
             ]
         if self.kind == "curl":
             return ["curl", "--config", str(_curl_config(ctx)), "--output-dir", str(ctx.out_dir)]
+        if self.kind == "floor":
+            return [
+                str(python),
+                str(FLOOR_SCRIPT),
+                "--urls",
+                str(_floor_input(ctx)),
+                "--out",
+                str(ctx.out_dir),
+                "-j",
+                str(self.concurrency),
+            ]
         raise ValueError(f"unknown tool kind {self.kind!r}")
 
     def availability(self, flags: frozenset[str], aria2c: str | None) -> str | None:
@@ -152,6 +170,16 @@ def _curl_config(ctx: RunContext) -> Path:
         for part in ctx.listing.parts:
             lines += [f'url = "{part.url}"', f'output = "{part.name}"']
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _floor_input(ctx: RunContext) -> Path:
+    """The aiohttp floor's input: the four AEP headers and each URL with its name."""
+    path = ctx.work_dir / "floor-urls.json"
+    if not path.exists():
+        headers = dict(h.split(": ", 1) for h in HEADERS)
+        parts = [[p.url, p.name] for p in ctx.listing.parts]
+        path.write_text(json.dumps({"headers": headers, "parts": parts}), encoding="utf-8")
     return path
 
 

@@ -1,8 +1,10 @@
 """Turning results into what people read: the Markdown tables and the machine/version facts.
 
 One table of medians per tool and scenario (with how many times faster asyncdl was than each
-peer, and n/a rows with their reason), then one table of issue 4's targets with what was
-measured and whether it was met. The same text goes to stdout and into benchmarks/README.md.
+peer, and n/a rows with their reason), then one table of the targets (issue 18's, which replace
+issue 4's, with issue 12's S7b and issue 15's S8; each row names its issue) with what was
+measured and whether it was met ("info": a figure shown without a threshold). The same text
+goes to stdout and into benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -99,10 +101,14 @@ def _row(result: ScenarioResult, tool: ToolResult, reference: ToolResult, first:
     if tool is not reference and wall is not None and reference.wall_s:
         ratio = f"{wall / reference.wall_s:.2f}x"
     throttled = tool.median("retries_429")
+    ok = f"{len(tool.good)}/{len(tool.runs)}"
+    timed_out = sum(r.timed_out for r in tool.runs)
+    if timed_out:
+        ok += f" ({timed_out} timed out)"
     cells = [
         label,
         tool.tool.label,
-        f"{len(tool.good)}/{len(tool.runs)}",
+        ok,
         _num(wall, ".2f"),
         _num(mbps, ",.1f"),
         _num(parts, ",.0f"),
@@ -125,9 +131,11 @@ def render_tables(results: list[ScenarioResult], *, rounds: int) -> str:
     ]
     for result in results:
         if result.error is not None:
-            lines.append(f"| **{result.key}** | - | failed: {result.error} | | | | | | | |")
-            continue
-        first = True
+            error = result.error.replace("|", "/").replace("\n", " ")
+            lines.append(f"| **{result.key}** | - | failed: {error} | | | | | | | |")
+            if not any(t.runs for t in result.tools):
+                continue
+        first = result.error is None
         reference = result.tools[0] if result.tools else None
         for tool in result.tools:
             assert reference is not None
@@ -143,16 +151,22 @@ def render_tables(results: list[ScenarioResult], *, rounds: int) -> str:
             size = (
                 f" — {len(listing.parts):,} parts, {listing.total_bytes / MB:,.1f} MB, "
                 f"{listing.requests} listing requests ({listing.elapsed_s:.2f} s for the "
-                "sequential lister; aria2c and curl get the finished list, untimed)"
+                "sequential lister; aria2c, curl and the aiohttp floor get the finished list,"
+                " untimed)"
             )
         lines.append(f"- **{result.key}** {result.title}{size}; {result.note}.")
     lines += [
         "",
-        "| scenario | target (issue 4) | measured | met |",
-        "| --- | --- | --- | --- |",
+        "| scenario | issue | target | measured | met |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for result in results:
         for target in result.targets:
             met = {True: "**yes**", False: "no", None: "not measured"}[target.met]
-            lines.append(f"| {target.scenario} | {target.goal} | {target.measured} | {met} |")
+            if target.info:
+                met = "info"
+            lines.append(
+                f"| {target.scenario} | {target.issue} | {target.goal} | {target.measured}"
+                f" | {met} |"
+            )
     return "\n".join(lines)

@@ -87,12 +87,15 @@ class ToolResult:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Target:
-    """One of issue 4's targets and how this run fared (``met`` None: not measurable)."""
+    """One target and how this run fared (``met`` None: not measurable, or ``info``: a figure
+    shown without a threshold); ``issue`` is the issue that set it."""
 
     scenario: str
     goal: str
     measured: str
     met: bool | None
+    issue: str = "18"
+    info: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

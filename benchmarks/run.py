@@ -1,12 +1,13 @@
-"""``make bench``: issue 4's scenarios against asyncdl and its peers, side by side, reproducibly.
+"""``make bench``: the scenarios against asyncdl and its peers, side by side, reproducibly.
 
 The tools of a scenario run alternately (A B C A B C ...) for ``--rounds`` rounds. Each run gets
 a fresh emulator in its own process (``asyncdl serve --port 0`` on 127.0.0.1, parts cached in
 ``benchmarks/.cache`` across runs), whose listing the sequential lister reads first, untimed (the
 truth the output is checked against, and the URL list aria2c and curl get); the tool then runs
 as a child process into a fresh directory of a temp dir, measured by rusage, bounded by a
-timeout. The table of medians and targets goes to stdout, the raw runs to
-``benchmarks/results/latest.json``.
+timeout. The table of medians and targets (issue 18's, with issue 12's S7b and issue 15's S8)
+goes to stdout, the raw runs to ``benchmarks/results/latest.json``. A scenario that fails (its
+emulator, its listing, its judge) ends with an error row; the next scenario still runs.
 """
 
 from __future__ import annotations
@@ -28,18 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from emulator_process import EmulatorError, EmulatorProcess
+from judges import judge
 from measure import measure
 from object_store import MotoProcess
 from outputs import read_json_events, verify_output
 from peers import CREDENTIALS, RunContext, Tool, asyncdl_flags, ensure_aria2c
 from report import machine_info, render_tables, versions
 from results_model import Run, ScenarioResult, ToolResult
-from scenarios import ALL_SCENARIOS, Scenario, judge
+from scenarios import ALL_SCENARIOS, Scenario
 from sequential import Listing, Session, auth_headers, list_parts
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 EMULATOR_START_TIMEOUT_S = 900.0  # the first run generates the parts (a few GB) into the cache
+LISTING_RETRIES = 4  # the emulator injects at most 2 faults per URL (--max-faults)
 OUT_BASE_MIN_FREE = 4 * 10**9  # the biggest run writes 1 GB; one run's output exists at a time
 
 
@@ -69,6 +72,25 @@ def _default_out_base() -> Path:
     return Path(tempfile.gettempdir())
 
 
+def _fs_type(path: Path) -> str:
+    """The file-system type ``path`` is on (the longest mount point above it), or "unknown"."""
+    best, kind = "", "unknown"
+    resolved = str(path.resolve())
+    try:
+        mounts = Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return kind
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
 def _byte_compile(package: Path) -> None:
     """Write the package's ``.pyc`` files, as pip does when it installs asyncdl from a wheel.
 
@@ -93,6 +115,7 @@ class Bench:
         self.work = work
         self.cache_dir: Path = args.cache_dir
         self.out_base: Path = args.out_base or _default_out_base()
+        self.disk_base: Path = args.disk_base
         self.python = Path(sys.executable)
         self.asyncdl = self.python.parent / "asyncdl"  # serves the emulator, always
         self.client: Path = args.asyncdl or self.asyncdl  # the asyncdl being measured
@@ -131,6 +154,9 @@ class Bench:
         )
         result.facts["asyncdl_startup_s"] = self.startup.get("wall_s")
         result.facts["asyncdl_startup_cpu_s"] = self.startup.get("cpu_s")
+        if any(t.on_disk for t in scenario.tools):
+            result.facts["disk_base"] = str(self.disk_base)
+            result.facts["disk_fs"] = _fs_type(self.disk_base)
         tools: list[ToolResult] = []
         for tool in scenario.tools:
             if tool.label in scenario.full_only and not self.full:
@@ -156,15 +182,22 @@ class Bench:
                 for tool_result in runnable:
                     run = self._one(scenario, tool_result.tool, result, here, round_no)
                     tool_result.runs.append(run)
-        except (EmulatorError, OSError) as exc:
-            result.error = str(exc)
-            _log(f"{scenario.key}: {exc}")
-        result.targets = judge(result)
+        except (Exception, SystemExit) as exc:
+            # EmulatorError, OSError, or the sequential lister's SystemExit on an answer it
+            # does not expect (a 429 to the untimed listing): this scenario ends here.
+            result.error = f"{type(exc).__name__}: {exc}"[:300]
+            _log(f"{scenario.key}: {result.error}")
+        try:
+            result.targets = judge(result)
+        except Exception as exc:
+            result.error = f"judge: {type(exc).__name__}: {exc}"[:300]
+            _log(f"{scenario.key}: {result.error}")
         return result
 
     def _listing(self, emu: EmulatorProcess, result: ScenarioResult) -> Listing:
         """The parts as the sequential lister sees them (untimed); the same in every run."""
-        session = Session(emu.base_url, auth_headers(self.env))
+        # Retries: S7b's emulator injects 5xx and 429s into the listing too (at most 2 per URL).
+        session = Session(emu.base_url, auth_headers(self.env), retries=LISTING_RETRIES)
         try:
             listing = list_parts(session, emu.dataset_id)
         finally:
@@ -206,7 +239,8 @@ class Bench:
             start_timeout_s=EMULATOR_START_TIMEOUT_S,
         ) as emu:
             listing = self._listing(emu, result)
-            out = Path(tempfile.mkdtemp(prefix="asyncdl-bench-out-", dir=self.out_base))
+            base = self.disk_base if tool.on_disk else self.out_base
+            out = Path(tempfile.mkdtemp(prefix="asyncdl-bench-out-", dir=base))
             with contextlib.ExitStack() as stack:
                 env, store = self.env, None
                 if scenario.store == "s3":
@@ -293,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="where each run's output directory is made (default: /dev/shm if it has 4 GB free)",
     )
+    parser.add_argument(
+        "--disk-base",
+        type=Path,
+        default=Path("/var/tmp"),
+        help="where S2d's on-disk runs write (default: /var/tmp, on this machine's disk)",
+    )
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results" / "latest.json")
     args = parser.parse_args(argv)
     if args.rounds < 3:
@@ -332,9 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     _write_json(args.json, document)
     print(table)
-    met = [t.met for r in results for t in r.targets]
+    met = [t.met for r in results for t in r.targets if not t.info]
+    failed = [r.key for r in results if r.error is not None]
+    if failed:
+        print(f"\nscenarios that failed: {', '.join(failed)}")
     print(
-        f"\n{met.count(True)} of {len(met)} targets met; {time.perf_counter() - started:.0f} s; "
+        f"\n{met.count(True)} of {len(met)} targets met (info rows aside); "
+        f"{time.perf_counter() - started:.0f} s; "
         f"raw runs in {args.json}"
     )
     return 0

@@ -82,10 +82,26 @@ def auth_headers(env: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
-class Session:
-    """One keep-alive HTTP connection to the API's origin; every request goes through it."""
+#: What the harness's untimed lister retries (``Session(retries=...)``): the emulator's injected
+#: 5xx and 429s (S7b), which it gives at most twice per URL.
+_RETRIED = frozenset({429, 500, 502, 503, 504})
 
-    def __init__(self, base_url: str, headers: dict[str, str], timeout_s: float = 60.0) -> None:
+
+class Session:
+    """One keep-alive HTTP connection to the API's origin; every request goes through it.
+
+    ``retries`` is 0 for the sequential client (a user's first script stops at the first error);
+    the harness's untimed lister retries an injected 5xx or 429 after its ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        timeout_s: float = 60.0,
+        *,
+        retries: int = 0,
+    ) -> None:
         split = urlsplit(base_url)
         if split.scheme != "http" or split.hostname is None:
             raise SystemExit(f"sequential: only http:// base URLs are supported, got {base_url}")
@@ -93,6 +109,8 @@ class Session:
         self.base_path = split.path.rstrip("/")
         self.headers = headers
         self.requests = 0
+        self.retried = 0
+        self._retries = retries
         self._conn = http.client.HTTPConnection(split.hostname, split.port or 80, timeout=timeout_s)
 
     def close(self) -> None:
@@ -108,8 +126,18 @@ class Session:
     def open(self, url: str) -> http.client.HTTPResponse:
         """GET ``url``; the caller reads the body to the end before the next request."""
         self.requests += 1
-        self._conn.request("GET", self._target(url), headers=self.headers)
-        response = self._conn.getresponse()
+        for attempt in range(self._retries + 1):
+            self._conn.request("GET", self._target(url), headers=self.headers)
+            response = self._conn.getresponse()
+            if response.status not in _RETRIED or attempt == self._retries:
+                break
+            response.read()
+            self.retried += 1
+            try:
+                wait = float(response.getheader("Retry-After") or "0.1")
+            except ValueError:
+                wait = 1.0
+            time.sleep(min(max(wait, 0.1), 10.0))
         if response.status != 200:
             body = response.read(500)
             raise SystemExit(f"sequential: GET {url} answered {response.status}: {body!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -54,6 +54,14 @@ class ManifestEntry:
         )
 
 
+_ENTRY_FIELDS = tuple(f.name for f in fields(ManifestEntry))
+
+
+def _line(entry: ManifestEntry) -> str:
+    # Not dataclasses.asdict: its deep copy of every value was most of a save's cost.
+    return json.dumps({name: getattr(entry, name) for name in _ENTRY_FIELDS})
+
+
 def _upgraded(item: dict[str, Any]) -> dict[str, Any]:
     """An entry as written before digests were tagged (``"sha256": hex``), in today's form."""
     if "sha256" in item:
@@ -79,6 +87,9 @@ class Manifest:
         self.entries = entries
         self.name = name  # a shard writes its fragment under its own name (layout.py)
         self.extra: dict[str, Any] = {}
+        # Each entry's JSON line, kept while the entry is the same object: a manifest is saved
+        # every second of a run, and only the parts finished since need encoding again.
+        self._lines: dict[str, tuple[ManifestEntry, str]] = {}
 
     @property
     def where(self) -> str:
@@ -130,10 +141,18 @@ class Manifest:
         # One line per part, encoded one at a time: a 10,000-part manifest never exists as
         # 10,000 dicts at once (peak memory is what a big batch is short of).
         head = json.dumps(self._document(entries, extra), indent=1)  # ends with "\n}"
-        lines = [json.dumps(asdict(e)) for e in sorted(entries, key=lambda e: e.relpath)]
+        lines = [self._line(e) for e in sorted(entries, key=lambda e: e.relpath)]
         separator = ",\n  "
         listed = f"\n  {separator.join(lines)}\n " if lines else ""
         return f'{head[:-2]},\n "parts": [{listed}]\n}}\n'.encode()
+
+    def _line(self, entry: ManifestEntry) -> str:
+        known = self._lines.get(entry.relpath)
+        if known is not None and known[0] is entry:
+            return known[1]
+        line = _line(entry)
+        self._lines[entry.relpath] = (entry, line)
+        return line
 
     def _write(self, entries: list[ManifestEntry], extra: dict[str, Any]) -> None:
         self.storage.replace(self.name, self.encode(entries, extra))

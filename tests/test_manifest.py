@@ -38,6 +38,27 @@ async def test_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME]  # no temp left
 
 
+async def test_a_part_recorded_again_is_saved_as_it_is_now(tmp_path: Path) -> None:
+    """Saves reuse each entry's encoded line: a part that failed, then arrived, must be saved as
+    arrived, with every field as ManifestEntry has it."""
+    manifest = Manifest.load(LocalStorage(tmp_path), BATCH)
+    manifest.record(result("a.parquet", PartStatus.FAILED))
+    await manifest.save()
+    manifest.record(result("a.parquet"))
+    await manifest.save()
+    (entry,) = json.loads((tmp_path / MANIFEST_NAME).read_text())["parts"]
+    assert entry == {
+        "name": "a.parquet",
+        "relpath": "a.parquet",
+        "size": 5,
+        "rows": 3,
+        "digest": "blake3:" + "ab" * 32,
+        "attempts": 2,
+        "status": "downloaded",
+        "error": None,
+    }
+
+
 @pytest.mark.parametrize("content", ["{not json", '{"parts": [{"name": 1}]}', "[]"])
 def test_unreadable_manifest_means_nothing_known(tmp_path: Path, content: str) -> None:
     (tmp_path / MANIFEST_NAME).write_text(content)

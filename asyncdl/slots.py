@@ -23,13 +23,29 @@ two things, because a busy gateway and a rate limit call for opposite answers:
   far more before. Once paced, every refusal is read as the limit (the pace, not their share,
   keeps them rare), and from the second paced episode on the pace goes 10% under what was
   accepted, so a token bucket refills before the probe reaches its limit again.
+- *Steady, in debt*: a gateway that charges refused requests too (its bucket goes below zero)
+  refuses everything sent before its debt is repaid, and each such request prolongs it. So once
+  paced, when most of the requests sent at the current pace are refused (the same reading as
+  above, of those only: the ones in flight when the pace was cut say nothing about it), nobody
+  starts until the Retry-After has passed and the streams still in flight have had their turns
+  at the pace (each costs the bucket a token, refused or not); a stream already waiting for its
+  paced turn waits for such a hold too (booked at a pace of 79, 20 of them went on starting
+  through it and each pushed the debt further).
 
 Either kind decreases at most once per episode: the ``cooldown_s`` after a decrease, and (when
 the caller says when the refused request started) every refusal of a request started before it,
 TCP's rule: those were sent before the reaction, so they say nothing new. A scattered episode
 that turns out steady is upgraded to a halving, not decreased twice. Each success then adds a
-little back: one slot per window of successes, and about 10% per second to the pace until the
-pacing is lifted; a refusal inside a paced episode stops that probe until the episode ends.
+little back: one slot per window of successes, and to the pace until the pacing is lifted; a
+refusal inside a paced episode stops that probe until the episode ends. The pace's probe is about
+10% per second below what the server accepted in the second before it last began to refuse most
+requests (a rate it has shown it takes) and below any pace it refused since, doubling every
+clean half-second up to 8x: a pace estimated after a hold that repaid a debt is far under the
+limit (21-31 against 50), and is found again in a second or two, not six. Above that the probe
+only looks for a limit that rose, at a quarter of the step: a token bucket hides its limit until
+the tokens it saved are spent, so a fast probe there overshoots far before the first refusal
+(S7: to ~78 against 50), and that refusal's Retry-After often ends the run late. (Not the most
+ever accepted in a window: after a hold that is a refilled bucket plus a second of its rate.)
 """
 
 from __future__ import annotations
@@ -45,6 +61,11 @@ __all__ = ["StreamSlots"]
 
 _WINDOW_S = 1.0  # the window the accepted request rate is measured over
 _PROBE_PER_SUCCESS = 0.1  # requests/s added to the pace per success
+# Under a rate the server has shown it accepts, the probe's step doubles every _QUICKEN_S without
+# a refusal, up to _PROBE_MAX_GAIN times the first.
+_QUICKEN_S = 0.5
+_PROBE_MAX_GAIN = 8
+_PROBE_ABOVE = 0.25  # the step's share above it (where only a limit that rose is looked for)
 _PACE_BACKOFF = 0.9  # after a 429: pace at this share of what the server accepted
 # A steady limit: _STEADY_REFUSALS of the last _OUTCOMES requests refused, or _IN_A_ROW in a row.
 # A hammered token bucket refuses nearly every request it is sent. Were refusals of 3% of
@@ -89,6 +110,7 @@ class StreamSlots:
         self._episode_limit = maximum  # the limit before the current episode's decrease
         self._recent: collections.deque[float] = collections.deque()  # success times
         self._most_accepted = 0  # the most successes counted in one window so far
+        self._quicken_below = 0.0  # the probe quickens under this rate (see on_success)
         self._outcomes: collections.deque[bool] = collections.deque(maxlen=_OUTCOMES)  # refused?
         self._resume_at = -float("inf")  # no new stream before this (Retry-After)
         self._held_at = -float("inf")  # when the last hold began
@@ -97,6 +119,9 @@ class StreamSlots:
         self._next_start = -float("inf")  # pacing: the earliest next start
         self.rate: float | None = None  # starts per second; None: not paced
         self._probe_from = -float("inf")  # the pace grows with successes from this time on
+        self._refused_at = -float("inf")  # the last refusal (a clean probe quickens from then)
+        self._holds = 0  # holds begun so far: a stream waiting for its paced turn rechecks
+        self._in_flight = 0  # streams started and not yet ended
         self.decreases = 0  # episodes that shrank the limit (reported by benchmarks)
 
     @property
@@ -122,8 +147,16 @@ class StreamSlots:
         """Hold off for Retry-After, then keep the paced rate (both only once throttled)."""
         now = self._clock()
         start = self._book_start(now)
-        if start > now:
+        while start > now:
+            holds = self._holds
             await anyio.sleep(start - now)
+            if self._holds == holds:
+                break
+            # A hold began while this stream waited for its paced turn: it waits for the hold
+            # too (S7 with debt: 20 streams booked at a pace of 79 went on starting through
+            # the hold their refusals had called for, and each pushed the debt further).
+            now = self._clock()
+            start = self._book_start(now)
         return start
 
     async def __aenter__(self) -> float:
@@ -131,10 +164,12 @@ class StreamSlots:
         which is what ``on_throttled(started_at=...)`` wants if this stream is refused."""
         await self._limiter.acquire()
         try:
-            return await self._wait_turn()
+            started_at = await self._wait_turn()
         except BaseException:
             self._limiter.release()
             raise
+        self._in_flight += 1
+        return started_at
 
     async def __aexit__(
         self,
@@ -142,6 +177,7 @@ class StreamSlots:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._in_flight -= 1
         self._limiter.release()
 
     def _accepted_last_window(self, now: float) -> int:
@@ -166,11 +202,27 @@ class StreamSlots:
             self._first_start = now
         self._recent.append(now)
         self._outcomes.append(False)
-        self._most_accepted = max(self._most_accepted, self._accepted_last_window(now))
+        accepted = self._accepted_last_window(now)
+        self._most_accepted = max(self._most_accepted, accepted)
+        if self.rate is None and now < self._resume_at:
+            # Answers that come during the first holds are the tail of the burst before them.
+            self._quicken_below = max(self._quicken_below, float(accepted))
         if self.rate is not None and now >= self._probe_from:
             # About +10% per second of successes: probes back up to the limit within seconds
             # (a limit that rose, or an estimate taken from a short window, is found quickly).
-            self.rate += _PROBE_PER_SUCCESS
+            # Under a rate the server has shown it accepts (its burst), each clean
+            # half-second doubles that, up to 8x: a bucket in debt (S7 with debt) let 21-31
+            # through after the hold (its rate less the debt the hold repaid), and at +10% a
+            # second the pace took 6 s to climb back to 50, most of the run.
+            # Above it, only a limit that rose is looked for, at a quarter of that: a token bucket
+            # hides the limit until the tokens it saved are spent, and at +10% a second S7's
+            # pace crossed 50 and kept climbing to ~78 before the first refusal, whose
+            # Retry-After then ended the run a second late.
+            gain = _PROBE_ABOVE
+            if self.rate < self._quicken_below:
+                clean_s = now - self._refused_at
+                gain = min(_PROBE_MAX_GAIN, 2 ** int(clean_s / _QUICKEN_S))
+            self.rate += _PROBE_PER_SUCCESS * gain
             if self.rate >= 1000.0:
                 self.rate = None  # far above any limit seen: stop pacing
         if self.limit >= self.maximum:
@@ -192,11 +244,12 @@ class StreamSlots:
         if not self.adaptive:
             return
         now = self._clock()
+        self._refused_at = now
         same_episode = now - self._last_decrease < self._cooldown_s or (
             started_at is not None and started_at < self._last_decrease
         )
         if self.rate is not None:
-            self._on_paced_refusal(now, same_episode, started_at)
+            self._on_paced_refusal(now, same_episode, started_at, retry_after_s)
             return
         if now < self._resume_at or (started_at is not None and started_at < self._held_at):
             # Sent before the hold: not evidence again, but how many of the requests then in
@@ -248,6 +301,11 @@ class StreamSlots:
             # costs one hold, not a pace that every later refusal would cut again.
             if retry_after_s is not None:
                 self._resume_at = max(self._resume_at, now + retry_after_s)
+                self._holds += 1
+            # What the server accepted in the second before it began refusing most (and during
+            # the hold, see on_success): its burst, at the opening (not the window after a
+            # hold, which adds a refilled bucket to it).
+            self._quicken_below = float(accepted)
             self._held_at = now
             self._refused_in_hold = 0
             self._confirm_until = max(now, self._resume_at) + _WINDOW_S
@@ -263,10 +321,29 @@ class StreamSlots:
         """Pace at ``rate``, or not at all if that is no limit's (holds and halving remain)."""
         self.rate = max(1.0, rate) if self._plausible(rate) else None
 
-    def _on_paced_refusal(self, now: float, same_episode: bool, started_at: float | None) -> None:
+    def _on_paced_refusal(
+        self,
+        now: float,
+        same_episode: bool,
+        started_at: float | None,
+        retry_after_s: float | None,
+    ) -> None:
         """Paced: every refusal is the limit (the pace, not the share, keeps them rare now)."""
         accepted = self._accepted_last_window(now)
         rate = self.rate or 1.0
+        if started_at is None or started_at >= self._last_decrease:
+            self._outcomes.append(True)  # sent at the current pace: evidence about it
+        if retry_after_s is not None and self._refusing_most():
+            # Most of the paced requests refused: the pace ran into an empty bucket. A gateway
+            # that charges refused requests too (a bucket in debt) refuses every request sent
+            # before its Retry-After, and each of them pushes the end of the debt further off:
+            # nobody starts until then, nor until the streams still in flight (each costs a
+            # token, refused or not) have had their turns at the pace.
+            self._outcomes.clear()
+            hold = now + retry_after_s + self._in_flight / rate
+            if hold > self._resume_at:
+                self._resume_at = hold
+                self._holds += 1
         if same_episode:
             # No second decrease, but no more probing upwards either, until the episode ends:
             # the pace grows with every success, and it kept climbing through S7's last second
@@ -283,6 +360,7 @@ class StreamSlots:
                 self._probe_from = self._last_decrease + self._cooldown_s
             return
         self._begin_episode(now, steady=True)
+        self._quicken_below = min(self._quicken_below, rate)  # a pace it refused is above it
         # What the server just accepted is the best estimate of its limit; a little under it
         # lets a token bucket refill, so the next refusal (and the Retry-After that the refused
         # part then waits, which at the end of a run is the run's tail) comes later. Without an

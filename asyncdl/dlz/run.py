@@ -271,7 +271,7 @@ async def download_exports(
                     )
                 )
                 await anyio.to_thread.run_sync(forget_changed, root, known)
-            chosen, held, _ = _choose(
+            chosen, held, already = _choose(
                 exports, export_time=export_time, all_new=all_new, partial=partial, known=known
             )
             below = root.sub(dataset_id)
@@ -287,7 +287,7 @@ async def download_exports(
                 found=tuple(exports),
                 chosen=tuple(chosen),
                 held_back=tuple(held),
-                already=(),
+                already=tuple(already),
                 fetched=DownloadResult(batches=(), elapsed_s=time.monotonic() - started),
                 planned=tuple(plan),
             )

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 PAGE_MAX = 100  # Data Access pages (batch files and directories): AEP's maximum limit
 PAGES_AHEAD = 4  # pages asked for at once when a listing pages by entry offset
+#: The longest a page asked for ahead is waited for once the page that was needed is in.
+GUESS_GRACE_S = 1.0
 
 
 def href_of(item: Any, page_url: str) -> str | None:
@@ -102,7 +104,8 @@ class _Pager:
     names one of them. A short page ends the listing, so at most ``PAGES_AHEAD - 1`` requests
     are wasted. A guess is one attempt, dropped if it fails (the page is asked for again, with
     retries, if it is really needed), and given only as long again as the page that was needed
-    took: the listing never waits on a guess's backoff or a stalled answer. A cursor ``start``
+    took, and never more than ``GUESS_GRACE_S``: the listing never waits on a guess's backoff,
+    and on a stalled answer at most that long. A cursor ``start``
     is followed link by link.
     """
 
@@ -132,8 +135,10 @@ class _Pager:
                 tg.start_soon(speculate, guess)
             asked = anyio.current_time()
             page = await self._client.get_page(url)
-            # The guesses went out with it: as long again as it took, then they are given up.
-            tg.cancel_scope.deadline = anyio.current_time() + (anyio.current_time() - asked)
+            # The guesses went out with it: as long again as it took (a round trip, not the
+            # backoff of its retries: at most GUESS_GRACE_S), then they are given up.
+            took = anyio.current_time() - asked
+            tg.cancel_scope.deadline = anyio.current_time() + min(took, GUESS_GRACE_S)
         self._ahead = {_canonical(g): found[g] for g in guesses if g in found}
         return page
 

@@ -110,6 +110,7 @@ async def test_all_new_twice_fetches_nothing_the_second_time(
     # A dry run of --all-new plans what the run would fetch: everything, then nothing.
     assert [e.export_time for e in before.chosen] == [NEWER, OLDER]
     assert after.chosen == ()
+    assert after.already == (NEWER, OLDER)  # and why nothing would be fetched
     assert first.ok
     assert second.ok
     assert [e.export_time for e in first.chosen] == [NEWER, OLDER]

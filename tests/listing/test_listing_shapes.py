@@ -14,7 +14,7 @@ from aiohttp import web
 from asyncdl.client import AEPClient
 from asyncdl.config import DownloadSettings
 from asyncdl.errors import AuthError
-from asyncdl.listing import Marker, OpenedPart, Rejected, iter_dataset_files, iter_parts
+from asyncdl.listing import Marker, OpenedPart, Rejected, iter_dataset_files, iter_parts, pages
 from asyncdl.listing.pages import PAGES_AHEAD
 from asyncdl.models import Part
 from tests.helpers import Handler, scripted_api, static_credentials
@@ -406,3 +406,39 @@ async def test_the_batch_files_listing_yields_each_dataset_file_once() -> None:
     async with scripted_api(routes) as base, client_for(base) as client:
         listed = [f.id async for f in iter_dataset_files(client, BATCH)]
     assert listed == ["F1", "F2", "F3"]
+
+
+async def test_a_guess_is_not_waited_on_for_the_backoff_of_the_needed_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page that is needed is refused once with a 3 s Retry-After; the guess beside it
+    never answers. Given "as long again" as the needed page took, the guess would hold the
+    listing 3 s more; it gets GUESS_GRACE_S (here 0.05 s)."""
+    monkeypatch.setattr(pages, "GUESS_GRACE_S", 0.05)
+    files = [{"dataSetFileId": f"F{i}"} for i in range(35)]
+    refused: list[str] = []
+    guessed: list[str] = []
+    listed_all = anyio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start = int(request.query.get("start", "0"))
+        if start == 20 and not guessed:
+            guessed.append(request.query_string)
+            await listed_all.wait()  # the guess: never answers (released at the end)
+        if start == 10 and not refused:
+            refused.append(request.query_string)
+            return web.json_response({"message": "busy"}, status=503, headers={"Retry-After": "3"})
+        body: dict[str, Any] = {"data": files[start : start + 10]}
+        if start + 10 < len(files):
+            body["_links"] = {"next": {"href": f"?start={start + 10}&limit=10"}}
+        return web.json_response(body)
+
+    routes = {f"{EXPORT}/batches/{BATCH}/files": handler}
+    async with scripted_api(routes) as base, client_for(base) as client:
+        try:
+            with anyio.fail_after(5):  # 3 s of Retry-After, and 3 s more were the guess waited on
+                listed = [f.id async for f in iter_dataset_files(client, BATCH)]
+        finally:
+            listed_all.set()
+    assert refused
+    assert listed == [f"F{i}" for i in range(35)]

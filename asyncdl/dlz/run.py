@@ -224,6 +224,27 @@ def _source(export: Export) -> dict[str, object]:
     }
 
 
+async def _known(
+    root: Storage, credentials: Credentials, dataset_id: str
+) -> tuple[DlzState, str | None]:
+    """What the state vouches for (rebuilt from the manifests when it must be, and why), less
+    the exports whose manifest changed since; read only."""
+    state, rebuilt = await anyio.to_thread.run_sync(
+        functools.partial(
+            load_state,
+            root,
+            org_id=credentials.org_id,
+            sandbox=credentials.sandbox,
+            dataset_id=dataset_id,
+        )
+    )
+    if rebuilt:
+        log.info("%s", rebuilt)
+    for changed in await anyio.to_thread.run_sync(forget_changed, root, state):
+        log.warning("exportTime=%s: its manifest changed since it was complete", changed)
+    return state, rebuilt
+
+
 async def download_exports(
     dataset_id: str,
     *,
@@ -261,16 +282,7 @@ async def download_exports(
         if dry_run:
             known = None
             if all_new:  # what is new is what the state does not vouch for: read, not written
-                known, _ = await anyio.to_thread.run_sync(
-                    functools.partial(
-                        load_state,
-                        root,
-                        org_id=credentials.org_id,
-                        sandbox=credentials.sandbox,
-                        dataset_id=dataset_id,
-                    )
-                )
-                await anyio.to_thread.run_sync(forget_changed, root, known)
+                known, _ = await _known(root, credentials, dataset_id)
             chosen, held, already = _choose(
                 exports, export_time=export_time, all_new=all_new, partial=partial, known=known
             )
@@ -295,19 +307,7 @@ async def download_exports(
         lock = root.lock(dlz_lock(dataset_id))
         lock_hold = await anyio.to_thread.run_sync(lock.__enter__)
         try:
-            state, rebuilt = await anyio.to_thread.run_sync(
-                functools.partial(
-                    load_state,
-                    root,
-                    org_id=credentials.org_id,
-                    sandbox=credentials.sandbox,
-                    dataset_id=dataset_id,
-                )
-            )
-            if rebuilt:
-                log.info("%s", rebuilt)
-            for changed in await anyio.to_thread.run_sync(forget_changed, root, state):
-                log.warning("exportTime=%s: its manifest changed since it was complete", changed)
+            state, rebuilt = await _known(root, credentials, dataset_id)
             chosen, held, already = _choose(
                 exports, export_time=export_time, all_new=all_new, partial=partial, known=state
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,12 @@ from asyncdl.config import KNOWN_VARIABLES
 from asyncdl.emulator import DatasetSpec, EmulatorConfig
 from tests.cloud import Azurite, MotoS3, azurite, moto_s3
 from tests.helpers import EmulatorFactory
+
+# A job started in the background by a non-interactive shell (`make test &`, some CI runners)
+# ignores SIGINT, and every process it starts inherits that: the Ctrl-C tests' signal would go
+# nowhere. A handled signal is reset to the default in a child, an ignored one is not.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ class ManifestEntry:
 _ENTRY_FIELDS = tuple(f.name for f in fields(ManifestEntry))
 
 
-def _line(entry: ManifestEntry) -> str:
+def _encode_line(entry: ManifestEntry) -> str:
     # Not dataclasses.asdict: its deep copy of every value was most of a save's cost.
     return json.dumps({name: getattr(entry, name) for name in _ENTRY_FIELDS})
 
@@ -150,7 +150,7 @@ class Manifest:
         known = self._lines.get(entry.relpath)
         if known is not None and known[0] is entry:
             return known[1]
-        line = _line(entry)
+        line = _encode_line(entry)
         self._lines[entry.relpath] = (entry, line)
         return line
 

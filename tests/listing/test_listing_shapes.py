@@ -76,6 +76,14 @@ async def test_pages_without_links_are_followed_by_offset_as_the_server_caps_the
     assert len(seen) <= 3 + PAGES_AHEAD - 1  # and at most the read-ahead's waste past the end
 
 
+def linked_page(files: list[dict[str, str]], start: int) -> web.StreamResponse:
+    """The page of 10 of ``files`` at ``start``, linked to the next by offset."""
+    body: dict[str, Any] = {"data": files[start : start + 10]}
+    if start + 10 < len(files):
+        body["_links"] = {"next": {"href": f"?start={start + 10}&limit=10"}}
+    return web.json_response(body)
+
+
 class PagedServer:
     """A listing of ``pages`` full pages of 10 linked by ``next``, each answer 30 ms late;
     records how many requests were in flight at once."""
@@ -132,10 +140,7 @@ async def test_a_page_asked_for_ahead_that_fails_is_asked_for_again_when_needed(
         if start == 20 and not failed:
             failed.append(request.query_string)
             return web.json_response({"error_code": "400", "message": "no"}, status=400)
-        body: dict[str, Any] = {"data": files[start : start + 10]}
-        if start + 10 < len(files):
-            body["_links"] = {"next": {"href": f"?start={start + 10}&limit=10"}}
-        return web.json_response(body)
+        return linked_page(files, start)
 
     routes = {f"{EXPORT}/batches/{BATCH}/files": handler}
     async with scripted_api(routes) as base, client_for(base) as client:
@@ -159,10 +164,7 @@ async def test_the_listing_never_waits_on_a_page_asked_for_ahead(trouble: str) -
             if trouble == "stalled":
                 await listed_all.wait()  # (released at the end, so the server can stop)
             return web.json_response({"message": "busy"}, status=503, headers={"Retry-After": "30"})
-        body: dict[str, Any] = {"data": files[start : start + 10]}
-        if start + 10 < len(files):
-            body["_links"] = {"next": {"href": f"?start={start + 10}&limit=10"}}
-        return web.json_response(body)
+        return linked_page(files, start)
 
     routes = {f"{EXPORT}/batches/{BATCH}/files": handler}
     async with scripted_api(routes) as base, client_for(base) as client:
@@ -428,10 +430,7 @@ async def test_a_guess_is_not_waited_on_for_the_backoff_of_the_needed_page(
         if start == 10 and not refused:
             refused.append(request.query_string)
             return web.json_response({"message": "busy"}, status=503, headers={"Retry-After": "3"})
-        body: dict[str, Any] = {"data": files[start : start + 10]}
-        if start + 10 < len(files):
-            body["_links"] = {"next": {"href": f"?start={start + 10}&limit=10"}}
-        return web.json_response(body)
+        return linked_page(files, start)
 
     routes = {f"{EXPORT}/batches/{BATCH}/files": handler}
     async with scripted_api(routes) as base, client_for(base) as client:

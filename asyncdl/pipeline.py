@@ -22,6 +22,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .batch import BatchRun, open_batch, replay, walk
+from .budget import MemoryBudget
 from .client import AEPClient, ByteStream
 from .config import (
     DEFAULT_BASE_URL,
@@ -248,6 +249,8 @@ async def fetch_batches(
         await run.settle(on_batch)
 
     slots = slots or StreamSlots(settings.concurrency, adaptive=settings.adaptive)
+    budget = root.memory_budget
+    memory = None if budget is None else MemoryBudget(budget)
     runs: list[BatchRun] = []
     send, receive = anyio.create_memory_object_stream[_Job](queue_bound(settings.concurrency))
 
@@ -265,6 +268,7 @@ async def fetch_batches(
                     absent=job.run.absent(job.part),
                     stores=stores,
                     opened=job.opened,
+                    memory=memory,
                 )
                 job.run.finished(result)
                 listener.on_done(result)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 import anyio
 
+from ..budget import MemoryBudget
 from ..checksum import Checksum, parse_digest
 from ..client import AEPClient, ByteStream
 from ..errors import (
@@ -58,6 +60,7 @@ async def fetch_part(
     absent: bool = False,
     stores: ThreadBatches | None = None,
     opened: ByteStream | None = None,
+    memory: MemoryBudget | None = None,
 ) -> PartResult:
     """Bring one part into ``storage`` (its batch's); never raises for a part-level failure.
 
@@ -68,7 +71,9 @@ async def fetch_part(
     part. ``stores`` batches the worker-thread jobs of small parts across the run (one thread hop
     each without it). ``opened`` is the part's own answer to its listing call (a single-file
     dataSetFile): the first request from byte 0 reads it, and it is closed whatever happens; such
-    a part is fetched as one stream, never in segments.
+    a part is fetched as one stream, never in segments. ``memory`` is the run's budget for
+    the bytes a destination keeps in memory (``Storage.memory_held``): a part waits for its
+    share before its first request and holds it until it is sealed or given up.
     """
     first = FirstAnswer(opened)
     file = storage.part(part.relpath)
@@ -100,7 +105,7 @@ async def fetch_part(
                 stored=stored,
             )
             try:
-                return await _fetch(transfer, whole_only=opened is not None)
+                return await _fetch(transfer, whole_only=opened is not None, memory=memory)
             except (PreconditionFailedError, NotFoundError) as error:  # raised when ``replaced``
                 restarts += 1
                 current = await _current_version(client, part, error, restarts)
@@ -115,7 +120,9 @@ async def fetch_part(
                 await off_loop(file.release)  # an unsealed upload is aborted, even on Ctrl-C
 
 
-async def _fetch(transfer: Transfer, *, whole_only: bool) -> PartResult:
+async def _fetch(
+    transfer: Transfer, *, whole_only: bool, memory: MemoryBudget | None
+) -> PartResult:
     part, options = transfer.part, transfer.options
     threshold = options.segment_threshold_bytes
     if (
@@ -124,12 +131,23 @@ async def _fetch(transfer: Transfer, *, whole_only: bool) -> PartResult:
         and part.size >= threshold
         and part.size > options.segment_bytes
     ):
-        segmented = await fetch_segmented(transfer)
+        async with _held(transfer, memory, segmented=True):
+            segmented = await fetch_segmented(transfer)
         if segmented is not None:
             return segmented
         # None: the server ignores Range (or the assembled file failed verification): one
         # stream from the start is the only way left.
-    return await fetch_whole(transfer)
+    async with _held(transfer, memory, segmented=False):
+        return await fetch_whole(transfer)
+
+
+def _held(
+    transfer: Transfer, memory: MemoryBudget | None, *, segmented: bool
+) -> AbstractAsyncContextManager[None]:
+    """The part's share of the run's memory budget, fetched whole or in segments."""
+    if memory is None:
+        return nullcontext()
+    return memory.hold(transfer.storage.memory_held(transfer.part.size, segmented=segmented))
 
 
 async def _current_version(

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from obstore import ObjectMeta, PutResult, UpdateVersion, WritableFile
     from obstore.store import ObjectStore
 
-__all__ = ["PART_BYTES", "Bucket", "Upload"]
+__all__ = ["PART_BYTES", "STAGED_UPLOAD_BYTES", "Bucket", "Upload"]
 
 T = TypeVar("T")
 
@@ -45,6 +45,8 @@ _DELETE_CHUNK = 1000  # S3's bulk delete limit
 _STREAM_CHUNK = 1 << 20
 # A staged part's multipart upload: parts in flight at once (each PART_BYTES read from disk).
 _STAGED_CONCURRENCY = 4
+#: What uploading a staged part holds in memory at most: its parts in flight.
+STAGED_UPLOAD_BYTES = _STAGED_CONCURRENCY * PART_BYTES
 # Error codes (from the store's XML or JSON) that mean the credentials were refused.
 _AUTH_CODES = frozenset(
     {

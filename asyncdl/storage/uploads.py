@@ -33,13 +33,30 @@ from ..footer import _FooterError, _rows
 from .bucket import PART_BYTES, Bucket, Upload
 from .local import LocalPartFile, OpenMode, translated
 
-__all__ = ["TAIL_BYTES", "ObjectPartFile", "ObjectPartWriter", "StagedPartFile", "commit_whole"]
+__all__ = [
+    "MULTIPART_ATTEMPT_BYTES",
+    "TAIL_BYTES",
+    "ObjectPartFile",
+    "ObjectPartWriter",
+    "StagedPartFile",
+    "commit_whole",
+    "whole_part_memory",
+]
 
 log = logging.getLogger(__name__)
 
 #: How much of a part's end is kept to read its parquet footer before the commit.
 TAIL_BYTES = 1 << 20
 _HEAD_BYTES = 4  # parquet's leading magic
+#: The most an attempt bigger than one PUT's buffer keeps in memory: the upload's part in flight
+#: (its writer takes no more meanwhile) and the tail.
+MULTIPART_ATTEMPT_BYTES = PART_BYTES + TAIL_BYTES
+
+
+def whole_part_memory(size: int) -> int:
+    """The most of a whole part of ``size`` bytes that its attempt keeps in memory: all of it,
+    twice at the moment of its single PUT (the chunks joined), or a multipart attempt's."""
+    return 2 * size if size <= PART_BYTES else MULTIPART_ATTEMPT_BYTES
 
 
 def commit_whole(bucket: Bucket, key: str, data: bytes) -> None:

@@ -21,11 +21,11 @@ from asyncdl.config import DownloadSettings
 from asyncdl.emulator import Emulator, TruthBatch, running_emulator
 from asyncdl.fetch import FetchOptions, fetch_part
 from asyncdl.layout import MANIFEST_NAME
-from asyncdl.models import Part, PartStatus
+from asyncdl.models import Part, PartResult, PartStatus
 from asyncdl.pipeline import download
 from asyncdl.progress import NullProgress
 from asyncdl.retry import RetryPolicy
-from asyncdl.storage import open_storage
+from asyncdl.storage import objects, open_storage
 from asyncdl.storage.objects import ObjectStorage
 from tests.helpers import (
     DATASET,
@@ -212,6 +212,58 @@ async def test_a_cancelled_run_leaves_no_object_and_no_upload(
                 tg.cancel_scope.cancel()  # what Ctrl-C does to the run
     assert [k for k in s3.object_keys() if not k.endswith(MANIFEST_NAME)] == []
     assert s3.open_uploads() == []
+
+
+class _InFlight(RecordingListener):
+    """The most parts that were between their first byte and their end at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active: set[str] = set()
+        self.most = 0
+
+    def on_bytes(self, part: Part, n: int) -> None:
+        super().on_bytes(part, n)
+        if n > 0:
+            self.active.add(part.relpath)
+            self.most = max(self.most, len(self.active))
+
+    def on_done(self, result: PartResult) -> None:
+        super().on_done(result)
+        self.active.discard(result.part.relpath)
+
+
+@pytest.mark.parametrize("budget", [2 * MiB, None], ids=["two-parts", "default"])
+async def test_the_memory_budget_bounds_the_parts_in_flight_into_the_store(
+    emulator_config: EmulatorFactory,
+    s3: S3Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+    budget: int | None,
+) -> None:
+    # Six parts of 512 KiB at -j 6, each a quarter of a second at 2 MB/s: with the default
+    # budget all six stream at once; with room for two (each holds twice its size, for the
+    # join of its single PUT), never more than two.
+    if budget is not None:
+        monkeypatch.setattr(objects, "UPLOAD_MEMORY_BYTES", budget)
+    listener = _InFlight()
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 6, "part_bytes": 512 << 10},
+        bandwidth_bps=2_000_000,
+    )
+    async with running_emulator(config) as emu:
+        settings = settings_into(emu, s3.url, concurrency=6)
+        result = await download(
+            DATASET, credentials=credentials_for(emu), settings=settings, on_progress=listener
+        )
+        newest = emu.batches_for(DATASET)[0]
+    assert result.ok, [r.error for r in result.failed]
+    storage = open_storage(s3.url)
+    assert isinstance(storage, ObjectStorage)
+    assert_in_store(newest, storage)
+    if budget is None:
+        assert listener.most >= 4  # what the bound below is measured against
+    else:
+        assert listener.most == 2
 
 
 # -- bad destinations, through the CLI ---------------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 from asyncdl.errors import BusyError, StorageError, VerificationError
 from asyncdl.fetch.plan import SegmentPlan
 from asyncdl.layout import STATE_DIR, SYNC_LOCK
-from asyncdl.storage import open_storage
+from asyncdl.storage import LocalStorage, open_storage
 from asyncdl.storage.bucket import PART_BYTES, Bucket
 from asyncdl.storage.lease import LEASE_S, Lease
 from asyncdl.storage.objects import ObjectStorage
@@ -178,6 +178,22 @@ def test_an_empty_part_is_an_empty_object(store: Store) -> None:
     file.open("fresh").close()
     file.seal(sync=False)
     assert store.storage.size("empty.csv") == 0
+
+
+def test_what_a_part_keeps_in_memory_is_bounded_whatever_its_size(tmp_path: Path) -> None:
+    from obstore.store import MemoryStore
+
+    storage = ObjectStorage(Bucket(MemoryStore(), url="memory://test"), "out")
+    held = storage.memory_held
+    assert held(MiB, segmented=False) == 2 * MiB  # chunks, and their join for the one PUT
+    big = held(16 * MiB, segmented=False)
+    assert big == held(1 << 30, segmented=False) == PART_BYTES + TAIL_BYTES
+    assert held(1 << 30, segmented=True) == held(64 * MiB, segmented=True) < 64 * MiB
+    assert held(MiB, segmented=True) == MiB  # staged; read back whole for its one PUT
+    assert storage.memory_budget // big == 8  # eight big parts' uploads at once
+    local = LocalStorage(tmp_path)
+    assert local.memory_budget is None
+    assert local.memory_held(1 << 30, segmented=False) == 0
 
 
 def test_small_files_listings_and_removal(store: Store) -> None:

@@ -23,7 +23,7 @@ import anyio
 __all__ = ["MemoryBudget"]
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(frozen=True, eq=False, kw_only=True, slots=True)
 class _Waiter:
     size: int
     granted: anyio.Event = field(default_factory=anyio.Event)
@@ -42,6 +42,11 @@ class MemoryBudget:
     @property
     def free(self) -> int:
         return self._free
+
+    def fits(self, size: int) -> bool:
+        """Whether ``hold(size)`` would begin at once."""
+        size = min(size, self.total)
+        return size <= 0 or (not self._waiting and size <= self._free)
 
     @asynccontextmanager
     async def hold(self, size: int) -> AsyncIterator[None]:

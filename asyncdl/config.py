@@ -149,11 +149,19 @@ class DownloadSettings:
     # it is recorded): what the manifest vouches for then survives a power loss, not only a crash.
     fsync: bool = True
     checksum: Checksum = Checksum.BLAKE3  # the content hash each part's record keeps
+    # The most of parts' bytes kept in memory on their way into an object store (an upload holds
+    # each part's 5 MiB in flight until the store has it): the default -j's worth of big parts,
+    # so memory stops growing with -j when the store is slower than the download.
+    store_memory_bytes: int = 48 * MiB
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", _check_url(self.base_url, "the base URL"))
         if self.segment_bytes < MiB:
             raise ConfigError(f"--segment-size must be at least 1 MiB, got {self.segment_bytes}")
+        if self.store_memory_bytes < MiB:
+            raise ConfigError(
+                f"--store-memory must be at least 1 MiB, got {self.store_memory_bytes}"
+            )
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {self.concurrency}")
         if self.max_attempts < 1:

@@ -249,8 +249,7 @@ async def fetch_batches(
         await run.settle(on_batch)
 
     slots = slots or StreamSlots(settings.concurrency, adaptive=settings.adaptive)
-    budget = root.memory_budget
-    memory = None if budget is None else MemoryBudget(budget)
+    memory = MemoryBudget(settings.store_memory_bytes)
     runs: list[BatchRun] = []
     send, receive = anyio.create_memory_object_stream[_Job](queue_bound(settings.concurrency))
 

@@ -105,3 +105,12 @@ async def test_a_failing_block_gives_its_share_back() -> None:
 def test_a_budget_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         MemoryBudget(0)
+
+
+async def test_fits_says_whether_a_hold_would_begin_at_once() -> None:
+    budget = MemoryBudget(10)
+    async with budget.hold(6):
+        assert budget.fits(4)
+        assert not budget.fits(5)
+        assert budget.fits(0)
+    assert budget.fits(25)  # at most the whole budget, which is free

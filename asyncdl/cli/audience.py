@@ -46,6 +46,7 @@ from .options import (
     Retries,
     SegmentSize,
     SegmentThreshold,
+    StoreMemory,
     Timeout,
     out_option,
 )
@@ -102,6 +103,7 @@ def export_audience_command(
     timeout: Timeout = None,
     segment_size: SegmentSize = None,
     segment_threshold: SegmentThreshold = None,
+    store_memory: StoreMemory = None,
     adaptive: Adaptive = None,
     fsync: Fsync = None,
     checksum: ChecksumOption = None,

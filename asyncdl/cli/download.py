@@ -44,6 +44,7 @@ from .options import (
     Retries,
     SegmentSize,
     SegmentThreshold,
+    StoreMemory,
     Timeout,
 )
 from .progress import batch_json, make_listener, summary_json
@@ -85,6 +86,7 @@ def download_command(
     timeout: Timeout = None,
     segment_size: SegmentSize = None,
     segment_threshold: SegmentThreshold = None,
+    store_memory: StoreMemory = None,
     adaptive: Adaptive = None,
     fsync: Fsync = None,
     checksum: ChecksumOption = None,

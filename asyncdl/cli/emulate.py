@@ -36,6 +36,7 @@ from .options import (
     Retries,
     SegmentSize,
     SegmentThreshold,
+    StoreMemory,
     Timeout,
     out_option,
 )
@@ -345,6 +346,7 @@ def demo_command(
     timeout: Timeout = None,
     segment_size: SegmentSize = None,
     segment_threshold: SegmentThreshold = None,
+    store_memory: StoreMemory = None,
     adaptive: Adaptive = None,
     fsync: Fsync = None,
 ) -> None:

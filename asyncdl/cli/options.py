@@ -90,6 +90,15 @@ SegmentThreshold = Annotated[
         help=f"Parts at least this big go in segments [{_size_text(_D.segment_threshold_bytes)}].",
     ),
 ]
+StoreMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--store-memory",
+        help="Into an object store: the most of parts' bytes kept in memory for their uploads;"
+        " a part over 5 MiB holds 6 MiB of it, and parts that do not fit wait their turn"
+        f" [{_size_text(_D.store_memory_bytes)}].",
+    ),
+]
 Adaptive = Annotated[
     bool | None,
     typer.Option(
@@ -144,6 +153,7 @@ class DownloadFlags:
     timeout: float | None = None
     segment_size: str | None = None
     segment_threshold: str | None = None
+    store_memory: str | None = None
     adaptive: bool | None = None
     fsync: bool | None = None
     checksum: Checksum | None = None
@@ -172,6 +182,9 @@ class DownloadFlags:
             "segment_threshold_bytes": None
             if self.segment_threshold is None
             else parse_size(self.segment_threshold),
+            "store_memory_bytes": None
+            if self.store_memory is None
+            else parse_size(self.store_memory),
             "adaptive": self.adaptive,
             "fsync": self.fsync,
             "checksum": self.checksum,

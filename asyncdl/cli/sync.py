@@ -36,6 +36,7 @@ from .options import (
     Retries,
     SegmentSize,
     SegmentThreshold,
+    StoreMemory,
     Timeout,
 )
 from .progress import make_listener, summary_json
@@ -71,6 +72,7 @@ def sync_command(
     timeout: Timeout = None,
     segment_size: SegmentSize = None,
     segment_threshold: SegmentThreshold = None,
+    store_memory: StoreMemory = None,
     adaptive: Adaptive = None,
     fsync: Fsync = None,
     checksum: ChecksumOption = None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from contextlib import AbstractAsyncContextManager, nullcontext
 
 import anyio
 
@@ -72,8 +71,9 @@ async def fetch_part(
     each without it). ``opened`` is the part's own answer to its listing call (a single-file
     dataSetFile): the first request from byte 0 reads it, and it is closed whatever happens; such
     a part is fetched as one stream, never in segments. ``memory`` is the run's budget for
-    the bytes a destination keeps in memory (``Storage.memory_held``): a part waits for its
-    share before its first request and holds it until it is sealed or given up.
+    the bytes a destination keeps in memory (``Storage.memory_held``): a whole part waits for
+    its share before its first request and holds it until it is sealed or its attempt is
+    thrown away; a segmented part, staged on disk, holds its share only while it is sealed.
     """
     first = FirstAnswer(opened)
     file = storage.part(part.relpath)
@@ -103,9 +103,10 @@ async def fetch_part(
                 stores=stores,
                 first=first,
                 stored=stored,
+                memory=memory,
             )
             try:
-                return await _fetch(transfer, whole_only=opened is not None, memory=memory)
+                return await _fetch(transfer, whole_only=opened is not None)
             except (PreconditionFailedError, NotFoundError) as error:  # raised when ``replaced``
                 restarts += 1
                 current = await _current_version(client, part, error, restarts)
@@ -120,9 +121,7 @@ async def fetch_part(
                 await off_loop(file.release)  # an unsealed upload is aborted, even on Ctrl-C
 
 
-async def _fetch(
-    transfer: Transfer, *, whole_only: bool, memory: MemoryBudget | None
-) -> PartResult:
+async def _fetch(transfer: Transfer, *, whole_only: bool) -> PartResult:
     part, options = transfer.part, transfer.options
     threshold = options.segment_threshold_bytes
     if (
@@ -131,23 +130,19 @@ async def _fetch(
         and part.size >= threshold
         and part.size > options.segment_bytes
     ):
-        async with _held(transfer, memory, segmented=True):
-            segmented = await fetch_segmented(transfer)
+        segmented = await fetch_segmented(transfer)
         if segmented is not None:
             return segmented
         # None: the server ignores Range (or the assembled file failed verification): one
         # stream from the start is the only way left.
-    async with _held(transfer, memory, segmented=False):
-        return await fetch_whole(transfer)
-
-
-def _held(
-    transfer: Transfer, memory: MemoryBudget | None, *, segmented: bool
-) -> AbstractAsyncContextManager[None]:
-    """The part's share of the run's memory budget, fetched whole or in segments."""
-    if memory is None:
-        return nullcontext()
-    return memory.hold(transfer.storage.memory_held(transfer.part.size, segmented=segmented))
+    async with transfer.memory_share(segmented=False):
+        try:
+            return await fetch_whole(transfer)
+        finally:
+            # An attempt given up keeps its bytes until it is released: before its share is.
+            if transfer.file.releases:
+                with anyio.CancelScope(shield=True):
+                    await off_loop(transfer.file.release)
 
 
 async def _current_version(

@@ -364,8 +364,10 @@ async def _fetch_segmented(transfer: Transfer, file: SegmentedFile) -> PartResul
         rows = None
         if options.verify_parquet and is_parquet(part.name):
             rows = await off_loop(file.rows, part.name)
-        # The stated MD5 is checked by the seal, before the part has its name.
-        await off_loop(functools.partial(file.seal, sync=options.fsync))
+        # The stated MD5 is checked by the seal, before the part has its name. Its upload (a
+        # store's) is what holds memory, so the share is taken here, no slot held meanwhile.
+        async with transfer.memory_share(segmented=True):
+            await off_loop(functools.partial(file.seal, sync=options.fsync))
     except VerificationError:
         await run.abandon()
         return None

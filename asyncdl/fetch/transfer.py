@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
 
+from ..budget import MemoryBudget
 from ..client import AEPClient
 from ..models import Part
 from ..progress import ProgressListener
@@ -43,3 +45,20 @@ class Transfer:
     stores: ThreadBatches | None = None  # where small parts are stored; None: a thread hop each
     first: FirstAnswer = field(default_factory=FirstAnswer)  # the listing's own answer, if any
     stored: StoredDigest = field(default_factory=StoredDigest)  # the MD5 the store states
+    memory: MemoryBudget | None = None  # the run's, for what the destination keeps in memory
+
+    @asynccontextmanager
+    async def memory_share(self, *, segmented: bool) -> AsyncIterator[None]:
+        """Hold the part's share of the run's memory budget (``Storage.memory_held``).
+
+        A listing's own answer (``first``) must not sit unread while the part waits for its
+        share (AEP ends every answer within 60 s): it is given up, and asked for again later.
+        """
+        if self.memory is None:
+            yield
+            return
+        size = self.storage.memory_held(self.part.size, segmented=segmented)
+        if not self.memory.fits(size):
+            self.first.discard()
+        async with self.memory.hold(size):
+            yield

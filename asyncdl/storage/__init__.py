@@ -151,14 +151,10 @@ class LockHold(Protocol):
 class Storage(Protocol):
     """One batch's place: its parts and asyncdl's records, by relative path."""
 
-    @property
-    def memory_budget(self) -> int | None:
-        """The most of parts' bytes a run into this storage should keep in memory at once (the
-        sum of their ``memory_held``); None when its parts keep nothing in memory."""
-
     def memory_held(self, size: int, *, segmented: bool) -> int:
-        """The most of a part of ``size`` bytes that writing it here keeps in memory until it is
-        sealed or released, fetched whole or in segments (0: none)."""
+        """The most of a part of ``size`` bytes that writing it here keeps in memory: a whole
+        part until it is sealed or released, a segmented one while it is sealed (0: none).
+        Each part holds that share of the run's ``store_memory_bytes`` meanwhile."""
 
     def where(self, relpath: str = "") -> str:
         """How messages name ``relpath`` (a path or a URL)."""

@@ -45,8 +45,9 @@ _DELETE_CHUNK = 1000  # S3's bulk delete limit
 _STREAM_CHUNK = 1 << 20
 # A staged part's multipart upload: parts in flight at once (each PART_BYTES read from disk).
 _STAGED_CONCURRENCY = 4
-#: What uploading a staged part holds in memory at most: its parts in flight.
-STAGED_UPLOAD_BYTES = _STAGED_CONCURRENCY * PART_BYTES
+#: What uploading a staged part holds in memory at most: its parts in flight, and the next one
+#: that obstore has read from the file while it waits for room among them.
+STAGED_UPLOAD_BYTES = (_STAGED_CONCURRENCY + 1) * PART_BYTES
 # Error codes (from the store's XML or JSON) that mean the credentials were refused.
 _AUTH_CODES = frozenset(
     {

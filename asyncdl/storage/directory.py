@@ -41,12 +41,8 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    @property
-    def memory_budget(self) -> int | None:
-        return None  # a part goes to disk as it arrives (the fetch's own buffer is per stream)
-
     def memory_held(self, size: int, *, segmented: bool) -> int:
-        return 0
+        return 0  # a part goes to disk as it arrives (the fetch's own buffer is per stream)
 
     def where(self, relpath: str = "") -> str:
         return str(self.root / relpath) if relpath else str(self.root)

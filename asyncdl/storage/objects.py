@@ -28,17 +28,9 @@ from ..layout import STATE_DIR, WRITE_PROBE
 from .bucket import STAGED_UPLOAD_BYTES, Bucket
 from .lease import LEASE_S, Lease
 from .stores import StoreURL, build_store
-from .uploads import MULTIPART_ATTEMPT_BYTES, ObjectPartFile, StagedPartFile, whole_part_memory
+from .uploads import ObjectPartFile, StagedPartFile, whole_part_memory
 
-__all__ = ["UPLOAD_MEMORY_BYTES", "ObjectStorage", "default_staging", "object_storage"]
-
-#: The most of parts' bytes a run into an object store keeps in memory (``MemoryBudget``): eight
-#: big parts' uploads in flight. Each holds a whole multipart part while the store takes it, so
-#: without a bound memory grows with ``-j`` when the store is slower than the download: 32 parts
-#: of 16 MB into moto's S3 peaked at 79 MiB of RSS at -j 4, 103 at -j 8 and 151 at -j 16, and
-#: ran no faster at -j 16 (75-104 MB/s at every -j: moto took no more). s3transfer keeps ten
-#: 8 MiB chunks; this is about the same.
-UPLOAD_MEMORY_BYTES = 8 * MULTIPART_ATTEMPT_BYTES
+__all__ = ["ObjectStorage", "default_staging", "object_storage"]
 
 
 def default_staging() -> Path:
@@ -71,10 +63,6 @@ class ObjectStorage:
         # Set once a probe below this output root succeeded: its batches need no probe of
         # their own (one store, one set of credentials, keys below the proven prefix).
         self._proven = proven or threading.Event()
-
-    @property
-    def memory_budget(self) -> int:
-        return UPLOAD_MEMORY_BYTES
 
     def memory_held(self, size: int, *, segmented: bool) -> int:
         if segmented:  # staged on disk; only its upload, once verified, holds memory

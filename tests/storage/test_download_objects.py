@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,9 @@ from asyncdl.models import Part, PartResult, PartStatus
 from asyncdl.pipeline import download
 from asyncdl.progress import NullProgress
 from asyncdl.retry import RetryPolicy
-from asyncdl.storage import objects, open_storage
+from asyncdl.storage import open_storage
 from asyncdl.storage.objects import ObjectStorage
+from asyncdl.storage.uploads import StagedPartFile
 from tests.helpers import (
     DATASET,
     EmulatorFactory,
@@ -237,21 +240,19 @@ class _InFlight(RecordingListener):
 async def test_the_memory_budget_bounds_the_parts_in_flight_into_the_store(
     emulator_config: EmulatorFactory,
     s3: S3Bucket,
-    monkeypatch: pytest.MonkeyPatch,
     budget: int | None,
 ) -> None:
     # Six parts of 512 KiB at -j 6, each a quarter of a second at 2 MB/s: with the default
     # budget all six stream at once; with room for two (each holds twice its size, for the
     # join of its single PUT), never more than two.
-    if budget is not None:
-        monkeypatch.setattr(objects, "UPLOAD_MEMORY_BYTES", budget)
     listener = _InFlight()
     config = emulator_config(
         dataset={"files_per_batch": 1, "parts_per_file": 6, "part_bytes": 512 << 10},
         bandwidth_bps=2_000_000,
     )
     async with running_emulator(config) as emu:
-        settings = settings_into(emu, s3.url, concurrency=6)
+        memory = {} if budget is None else {"store_memory_bytes": budget}
+        settings = settings_into(emu, s3.url, concurrency=6, **memory)
         result = await download(
             DATASET, credentials=credentials_for(emu), settings=settings, on_progress=listener
         )
@@ -264,6 +265,55 @@ async def test_the_memory_budget_bounds_the_parts_in_flight_into_the_store(
         assert listener.most >= 4  # what the bound below is measured against
     else:
         assert listener.most == 2
+
+
+async def test_segmented_parts_stream_at_once_and_only_their_uploads_take_turns(
+    emulator_config: EmulatorFactory,
+    s3: S3Bucket,
+    staging: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Staged on disk, a segmented part holds memory only while its upload runs: with room for
+    # one such upload, four parts still download at once, and their uploads go one at a time.
+    sealing: list[int] = []
+    lock = threading.Lock()
+    seal = StagedPartFile.seal
+
+    def slow_seal(self: StagedPartFile, *, sync: bool) -> None:
+        with lock:
+            sealing.append(sealing[-1] + 1 if sealing else 1)
+        try:
+            time.sleep(0.2)  # long enough that unbounded uploads would overlap
+            seal(self, sync=sync)
+        finally:
+            with lock:
+                sealing.append(sealing[-1] - 1)
+
+    monkeypatch.setattr(StagedPartFile, "seal", slow_seal)
+    listener = _InFlight()
+    config = emulator_config(
+        dataset={"files_per_batch": 1, "parts_per_file": 4, "part_bytes": 3_000_000},
+        bandwidth_bps=4_000_000,
+    )
+    async with running_emulator(config) as emu:
+        settings = settings_into(
+            emu,
+            s3.url,
+            concurrency=8,
+            segment_threshold_bytes=MiB + 1,
+            segment_bytes=MiB,
+            store_memory_bytes=3_000_000,  # one part's upload (read whole: under 5 MiB)
+        )
+        result = await download(
+            DATASET, credentials=credentials_for(emu), settings=settings, on_progress=listener
+        )
+        newest = emu.batches_for(DATASET)[0]
+    assert result.ok, [r.error for r in result.failed]
+    storage = open_storage(s3.url)
+    assert isinstance(storage, ObjectStorage)
+    assert_in_store(newest, storage)
+    assert listener.most >= 3  # the downloads did not wait for each other's uploads
+    assert max(sealing) == 1
 
 
 # -- bad destinations, through the CLI ---------------------------------------------------------

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from asyncdl.config import DownloadSettings
 from asyncdl.errors import BusyError, StorageError, VerificationError
 from asyncdl.fetch.plan import SegmentPlan
 from asyncdl.layout import STATE_DIR, SYNC_LOCK
@@ -190,9 +191,9 @@ def test_what_a_part_keeps_in_memory_is_bounded_whatever_its_size(tmp_path: Path
     assert big == held(1 << 30, segmented=False) == PART_BYTES + TAIL_BYTES
     assert held(1 << 30, segmented=True) == held(64 * MiB, segmented=True) < 64 * MiB
     assert held(MiB, segmented=True) == MiB  # staged; read back whole for its one PUT
-    assert storage.memory_budget // big == 8  # eight big parts' uploads at once
+    defaults = DownloadSettings()
+    assert defaults.store_memory_bytes // big == defaults.concurrency  # the default -j's worth
     local = LocalStorage(tmp_path)
-    assert local.memory_budget is None
     assert local.memory_held(1 << 30, segmented=False) == 0
 
 

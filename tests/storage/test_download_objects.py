@@ -217,6 +217,17 @@ async def test_a_cancelled_run_leaves_no_object_and_no_upload(
     assert s3.open_uploads() == []
 
 
+async def download_watched(emu: Emulator, settings: DownloadSettings, listener: _InFlight) -> None:
+    """A whole download heard by ``listener``, then checked object by object in the store."""
+    result = await download(
+        DATASET, credentials=credentials_for(emu), settings=settings, on_progress=listener
+    )
+    assert result.ok, [r.error for r in result.failed]
+    storage = open_storage(str(settings.out_dir))
+    assert isinstance(storage, ObjectStorage)
+    assert_in_store(emu.batches_for(DATASET)[0], storage)
+
+
 class _InFlight(RecordingListener):
     """The most parts that were between their first byte and their end at once."""
 
@@ -253,14 +264,7 @@ async def test_the_memory_budget_bounds_the_parts_in_flight_into_the_store(
     async with running_emulator(config) as emu:
         memory = {} if budget is None else {"store_memory_bytes": budget}
         settings = settings_into(emu, s3.url, concurrency=6, **memory)
-        result = await download(
-            DATASET, credentials=credentials_for(emu), settings=settings, on_progress=listener
-        )
-        newest = emu.batches_for(DATASET)[0]
-    assert result.ok, [r.error for r in result.failed]
-    storage = open_storage(s3.url)
-    assert isinstance(storage, ObjectStorage)
-    assert_in_store(newest, storage)
+        await download_watched(emu, settings, listener)
     if budget is None:
         assert listener.most >= 4  # what the bound below is measured against
     else:
@@ -304,14 +308,7 @@ async def test_segmented_parts_stream_at_once_and_only_their_uploads_take_turns(
             segment_bytes=MiB,
             store_memory_bytes=3_000_000,  # one part's upload (read whole: under 5 MiB)
         )
-        result = await download(
-            DATASET, credentials=credentials_for(emu), settings=settings, on_progress=listener
-        )
-        newest = emu.batches_for(DATASET)[0]
-    assert result.ok, [r.error for r in result.failed]
-    storage = open_storage(s3.url)
-    assert isinstance(storage, ObjectStorage)
-    assert_in_store(newest, storage)
+        await download_watched(emu, settings, listener)
     assert listener.most >= 3  # the downloads did not wait for each other's uploads
     assert max(sealing) == 1
 

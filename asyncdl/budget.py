@@ -4,11 +4,12 @@ A destination that holds a part's bytes in memory until it has them (an object s
 keeps a whole multipart part per stream, S3's minimum being 5 MiB) makes memory grow with the
 number of streams, not with what the store can take: at ``-j 16`` into a store slower than the
 download, every stream waits with a full part in flight. Like s3transfer's
-``max_in_memory_upload_chunks``, the run bounds those bytes instead: a part holds its share of
-the budget (``Storage.memory_held``) from before its first request until it is sealed or given
-up, and a part that does not fit waits, without a stream slot or a connection, until earlier
-ones are done. First come, first served: a big part is never overtaken for ever by small ones.
-A part bigger than the whole budget runs alone.
+``max_in_memory_upload_chunks``, the run bounds those bytes instead: a whole part holds its
+share of the budget (``Storage.memory_held``) from before its first request until it is sealed
+or its attempt released, a part staged on disk only while it is uploaded, and a part that does
+not fit waits, without a stream slot, until earlier ones are done. First come, first served: a
+big part is never overtaken for ever by small ones. A part bigger than the whole budget runs
+alone.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class MemoryBudget:
             self._release(size)
 
     async def _acquire(self, size: int) -> None:
-        if not self._waiting and size <= self._free:
+        if self.fits(size):
             self._free -= size  # no await between the test and the taking
             return
         waiter = _Waiter(size=size)

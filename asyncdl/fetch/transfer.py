@@ -54,11 +54,14 @@ class Transfer:
         A listing's own answer (``first``) must not sit unread while the part waits for its
         share (AEP ends every answer within 60 s): it is given up, and asked for again later.
         """
-        if self.memory is None:
+        memory = self.memory
+        size = (
+            0 if memory is None else self.storage.memory_held(self.part.size, segmented=segmented)
+        )
+        if memory is None or size <= 0:  # a disk: no share to take
             yield
             return
-        size = self.storage.memory_held(self.part.size, segmented=segmented)
-        if not self.memory.fits(size):
+        if not memory.fits(size):
             self.first.discard()
-        async with self.memory.hold(size):
+        async with memory.hold(size):
             yield

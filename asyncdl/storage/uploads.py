@@ -34,7 +34,6 @@ from .bucket import PART_BYTES, Bucket, Upload
 from .local import LocalPartFile, OpenMode, translated
 
 __all__ = [
-    "MULTIPART_ATTEMPT_BYTES",
     "TAIL_BYTES",
     "ObjectPartFile",
     "ObjectPartWriter",
@@ -50,13 +49,13 @@ TAIL_BYTES = 1 << 20
 _HEAD_BYTES = 4  # parquet's leading magic
 #: The most an attempt bigger than one PUT's buffer keeps in memory: the upload's part in flight
 #: (its writer takes no more meanwhile) and the tail.
-MULTIPART_ATTEMPT_BYTES = PART_BYTES + TAIL_BYTES
+_MULTIPART_ATTEMPT_BYTES = PART_BYTES + TAIL_BYTES
 
 
 def whole_part_memory(size: int) -> int:
     """The most of a whole part of ``size`` bytes that its attempt keeps in memory: all of it,
     twice at the moment of its single PUT (the chunks joined), or a multipart attempt's."""
-    return 2 * size if size <= PART_BYTES else MULTIPART_ATTEMPT_BYTES
+    return 2 * size if size <= PART_BYTES else _MULTIPART_ATTEMPT_BYTES
 
 
 def commit_whole(bucket: Bucket, key: str, data: bytes) -> None:
